@@ -1,0 +1,1 @@
+"""The edges of arledger: settings, persistence, application services, CLI, API, workers."""

@@ -1,0 +1,31 @@
+"""Wire the application from settings: one place that builds the real dependencies,
+so tests and every process (CLI, API, workers) get the same graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.ledger import LedgerService, utc_now
+from services.logging import configure_logging
+from services.persistence import LedgerStore
+from services.settings import Settings
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: LedgerStore
+    ledger: LedgerService
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def bootstrap(settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now, configure_logs: bool = True) -> App:
+    settings = settings or Settings.from_env()
+    if configure_logs:
+        configure_logging(settings)
+    store = LedgerStore(settings)
+    return App(settings=settings, store=store, ledger=LedgerService(store, clock=clock))

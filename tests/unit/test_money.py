@@ -1,0 +1,35 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.errors import RuleViolation
+from domain.money import check_currency, format_minor, minor_unit_exponent, parse_decimal_amount
+
+
+@pytest.mark.parametrize(("text", "currency", "minor"), [("55.94", "EUR", 5594), ("55.9", "EUR", 5590), ("55", "EUR", 5500), ("1000", "JPY", 1000), ("1.234", "KWD", 1234), (" 0.01 ", "USD", 1)])
+def test_decimal_amounts_convert_exactly(text, currency, minor):
+    assert parse_decimal_amount(text, currency) == minor
+
+
+@pytest.mark.parametrize(("text", "currency", "rule"), [("55.945", "EUR", "minor_unit_precision"), ("10.5", "JPY", "minor_unit_precision"), ("abc", "EUR", "decimal_amount"), ("1,234.50", "EUR", "decimal_amount"), ("0", "EUR", "positive"), ("-3.00", "EUR", "positive"), ("", "EUR", "required"), ("NaN", "EUR", "decimal_amount")])
+def test_bad_decimal_amounts_name_the_rule(text, currency, rule):
+    with pytest.raises(RuleViolation) as err:
+        parse_decimal_amount(text, currency, field="amount")
+    assert err.value.field == "amount"
+    assert err.value.rule == rule
+
+
+@pytest.mark.parametrize("code", ["eur", "EURO", "XYZ", "XAU", "", "E1R"])
+def test_currency_must_be_iso4217_with_minor_units(code):
+    with pytest.raises(RuleViolation) as err:
+        check_currency(code)
+    assert (err.value.field, err.value.rule) == ("currency", "iso4217")
+
+
+def test_minor_unit_exponents():
+    assert [minor_unit_exponent(c) for c in ("EUR", "JPY", "KWD")] == [2, 0, 3]
+
+
+@given(st.integers(min_value=1, max_value=10**15), st.sampled_from(["EUR", "JPY", "KWD", "USD"]))
+def test_format_and_parse_round_trip(minor, currency):
+    assert parse_decimal_amount(format_minor(minor, currency), currency) == minor
