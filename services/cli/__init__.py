@@ -16,6 +16,7 @@ MODULES: tuple[str, ...] = (
     "services.cli.ledger_commands",
     "services.cli.schema",
     "services.cli.demo",
+    "services.cli.projections",
 )
 
 EXIT_RULE = 2

@@ -1,0 +1,101 @@
+"""The view database: where read models keep their rows and their stream positions.
+
+Views live in the same database as the event store (the SQLite file, or the PostgreSQL
+database and schema named by ``ARLEDGER_DATABASE_URL``) so one setting names everything
+and a view's rows and its position commit in one transaction.
+
+SQL is written once with ``?`` placeholders and portable syntax (``INSERT ... ON CONFLICT
+... DO UPDATE``, ``BIGINT``, ``TEXT``); :class:`ViewDatabase` adapts the placeholders for
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+_QMARK = re.compile(r"\?")
+
+
+class Tx:
+    """A transaction on the view database (thin, dialect-neutral cursor wrapper)."""
+
+    def __init__(self, db: ViewDatabase, cursor: Any) -> None:
+        self.db = db
+        self.cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Tx:
+        self.cursor.execute(self.db.adapt(sql), params)
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.cursor.executemany(self.db.adapt(sql), rows)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.cursor.fetchall()]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self.cursor.fetchone()
+        return tuple(row) if row is not None else None
+
+    @property
+    def rowcount(self) -> int:
+        return self.cursor.rowcount
+
+
+class ViewDatabase:
+    """One connection to the view database. Not shared between threads."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        parsed = urlparse(database_url)
+        self.dialect = "postgres" if parsed.scheme in ("postgres", "postgresql") else "sqlite"
+        if self.dialect == "sqlite":
+            path = unquote(parsed.path)
+            self.conn: Any = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            import psycopg
+
+            schema = parse_qs(parsed.query).get("schema", ["public"])[0]
+            dsn = database_url.split("?")[0]
+            self.conn = psycopg.connect(dsn, autocommit=True)
+            self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            self.conn.execute(f'SET search_path TO "{schema}"')
+
+    def adapt(self, sql: str) -> str:
+        return _QMARK.sub("%s", sql) if self.dialect == "postgres" else sql
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """Everything inside commits together or not at all."""
+        if self.dialect == "sqlite":
+            cur = self.conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(self, cur)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        else:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                yield Tx(self, cur)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read outside an explicit transaction (each statement sees committed data)."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute(self.adapt(sql), params)
+            return [tuple(r) for r in cur.fetchall()]
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,105 @@
+"""``arledger projections run|rebuild|status``: the projection worker and its tools."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from projections.db import ViewDatabase
+from projections.registry import all_projections
+from projections.runner import ProjectionRunner
+from services.cli.common import app_from, print_json
+
+
+def make_runner(args: argparse.Namespace, names: list[str] | None = None):
+    app = app_from(args)
+    db = ViewDatabase(app.settings.resolved_database_url)
+    projections = [p for p in all_projections() if not names or p.name in names]
+    runner = ProjectionRunner(app.store, db, projections)
+    runner.setup()
+    return app, db, runner
+
+
+def _run(args: argparse.Namespace) -> int:
+    app, db, runner = make_runner(args)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        if args.once:
+            runner.catch_up()
+        else:
+            runner.run_forever(stop, poll_interval=args.poll_interval)
+    finally:
+        db.close()
+        app.close()
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    known = [p.name for p in all_projections()]
+    names = known if args.all else [args.name]
+    unknown = [n for n in names if n not in known]
+    if not names or unknown or (args.name and args.all):
+        print(f"choose a projection NAME or --all; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    app, db, runner = make_runner(args, names)
+    console = Console(stderr=True)
+    try:
+        for name in names:
+            started = time.perf_counter()
+            head = app.store.max_position()
+            with Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, disable=not console.is_terminal) as progress:
+                task = progress.add_task(name, total=head or 1, rate="")
+
+                def update(reached: int, head_now: int) -> None:
+                    elapsed = max(time.perf_counter() - started, 1e-9)
+                    progress.update(task, completed=reached, total=max(head_now, 1), rate=f"{reached / elapsed:,.0f} events/s")
+
+                events = runner.rebuild(name, update)
+            elapsed = time.perf_counter() - started
+            console.print(f"{name}: rebuilt from {head} stream positions ({events} events applied) in {elapsed:.2f} s, {head / max(elapsed, 1e-9):,.0f} events/s")
+    finally:
+        db.close()
+        app.close()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    app, db, runner = make_runner(args)
+    try:
+        rows = runner.status()
+    finally:
+        db.close()
+        app.close()
+    if args.json:
+        print_json(rows)
+        return 0
+    table = Table("projection", "position", "head", "lag", "updated at")
+    for row in rows:
+        table.add_row(row["name"], str(row["position"]), str(row["head"]), str(row["lag"]), str(row["updated_at"] or "-"))
+    Console().print(table)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("projections", help="run, rebuild and inspect the read models")
+    sub = parser.add_subparsers(dest="projections_command", required=True)
+    run = sub.add_parser("run", help="follow the stream and keep every view up to date (worker)")
+    run.add_argument("--once", action="store_true", help="catch up to the head of the stream and exit")
+    run.add_argument("--poll-interval", type=float, default=0.2)
+    run.set_defaults(handler=_run)
+    rebuild = sub.add_parser("rebuild", help="drop a view and replay the stream from zero")
+    rebuild.add_argument("name", nargs="?")
+    rebuild.add_argument("--all", action="store_true")
+    rebuild.set_defaults(handler=_rebuild)
+    status = sub.add_parser("status", help="position and lag of each projection")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
