@@ -15,6 +15,8 @@ One public entry point, :meth:`LedgerService.execute`, handles every ledger comm
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,7 +36,7 @@ from services.persistence import LedgerStore
 
 log = structlog.get_logger("arledger.ledger")
 
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 10
 
 
 class ConcurrencyConflict(LedgerError):
@@ -158,6 +160,7 @@ class LedgerService:
                 if replay is not None:
                     return replay
                 bound.warning("command_conflict_retry", attempt=attempt, customer_id=account.state.customer_id)
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))  # jittered backoff: let the other writer finish
                 continue
             self._maybe_snapshot(account, len(events))
             bound.info("command_recorded", customer_id=account.state.customer_id, events=[r.type for r in result.events], version=account.version)
