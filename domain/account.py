@@ -136,6 +136,10 @@ def spread_oldest_first(installments: Iterable[InstallmentState], amount: int, i
     return lines
 
 
+_STATE_ENCODER = msgspec.msgpack.Encoder()
+_STATE_DECODER = msgspec.msgpack.Decoder(AccountState)
+
+
 class CustomerAccount:
     """A customer account: state, version, and the events recorded but not yet saved."""
 
@@ -144,6 +148,13 @@ class CustomerAccount:
         self.version = version
         self.state = state
         self.pending: list[ev.Event] = []
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CustomerAccount:
+        """The repository copies cached accounts before each command so a refused or
+        conflicting command never corrupts the cache. A msgpack round trip of the state
+        Structs is ~10x cheaper than ``copy.deepcopy`` walking them."""
+        state = _STATE_DECODER.decode(_STATE_ENCODER.encode(self.state))
+        return CustomerAccount(self.id, self.version, state)
 
     # ---- event plumbing -------------------------------------------------------------
 
