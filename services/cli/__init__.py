@@ -13,6 +13,7 @@ from domain.errors import LedgerError, RuleViolation
 
 #: Sub-command modules, in the order they appear in ``arledger --help``.
 MODULES: tuple[str, ...] = (
+    "services.cli.init",
     "services.cli.ledger_commands",
     "services.cli.schema",
     "services.cli.demo",
