@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request, Response, patch, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from domain.commands import Command
 from domain.errors import RuleViolation
@@ -32,10 +32,10 @@ C = TypeVar("C", bound=Command)
 REPLAY_HEADER = "Idempotent-Replayed"
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
-IdempotencyKey = Parameter(
-    header="Idempotency-Key", required=False, min_length=1, max_length=200, pattern=r"^[!-~]+$",
+IdempotencyKey = Annotated[str | None, HeaderParameter(
+    name="Idempotency-Key", required=False, min_length=1, max_length=200, pattern=r"^[!-~]+$",
     description="Repeat-safe key (printable ASCII): the same key and body return the first answer and record nothing new.",
-)
+)]
 
 
 def _problem(description: str) -> ResponseSpec:

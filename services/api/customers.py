@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Request, Response, Router, get
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from domain import commands as c
 from domain.events import CustomerRegistered
@@ -16,23 +16,23 @@ from services.ledger import CommandResult, LedgerService
 from services.persistence import topic_of
 
 TAGS = ["customers"]
-CustomerId = Annotated[str, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Customer code")]
+CustomerId = Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Customer code")]
 UpdateCustomerBody = body_without(c.UpdateCustomer, "customer_id")
 SetPaymentTermsBody = body_without(c.SetPaymentTerms, "customer_id")
 
 
 @command_post("/", operation_id="registerCustomer", summary="Register a customer account", tags=TAGS, body=c.RegisterCustomer)
-def register_customer(request: Request, data: c.RegisterCustomer, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:
+def register_customer(request: Request, data: JSONBody[c.RegisterCustomer], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, data, idempotency_key)
 
 
 @command_patch("/{customer_id:str}", operation_id="updateCustomer", summary="Change a customer's master data", tags=TAGS, body=UpdateCustomerBody)
-def update_customer(request: Request, customer_id: CustomerId, data: UpdateCustomerBody, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:  # type: ignore[valid-type]
+def update_customer(request: Request, customer_id: CustomerId, data: JSONBody[UpdateCustomerBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, with_path(data, c.UpdateCustomer, customer_id=customer_id), idempotency_key)
 
 
 @command_put("/{customer_id:str}/payment-terms", operation_id="setPaymentTerms", summary="Set a customer's payment terms", tags=TAGS, body=SetPaymentTermsBody)
-def set_payment_terms(request: Request, customer_id: CustomerId, data: SetPaymentTermsBody, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:  # type: ignore[valid-type]
+def set_payment_terms(request: Request, customer_id: CustomerId, data: JSONBody[SetPaymentTermsBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, with_path(data, c.SetPaymentTerms, customer_id=customer_id), idempotency_key)
 
 
@@ -45,8 +45,8 @@ def get_customer(request: Request, customer_id: CustomerId) -> CustomerView:
 @get("/", operation_id="listCustomers", summary="Customers in registration order, paginated", tags=TAGS, responses=QUERY_ERRORS, sync_to_thread=True)
 def list_customers(
     request: Request,
-    limit: Annotated[int, Parameter(ge=1, le=200, description="Page size")] = 50,
-    cursor: Annotated[int | None, Parameter(ge=0, le=2**53, description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=200, description="Page size")] = 50,
+    cursor: Annotated[int | None, QueryParameter(ge=0, le=2**53, description="next_cursor of the previous page")] = None,
 ) -> CustomerPage:
     ledger: LedgerService = request.app.state.ledger
     found = ledger.store.recorder.select_notifications(start=cursor or 0, limit=limit, topics=[topic_of(CustomerRegistered)], inclusive_of_start=False)

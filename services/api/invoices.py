@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Request, Response, Router, get
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from domain import commands as c
 from services.api.commands import QUERY_ERRORS, IdempotencyKey, body_without, command_post, execute, with_path
@@ -13,14 +13,14 @@ from services.api.views import InvoiceView, invoice_view
 from services.ledger import CommandResult, LedgerService
 
 TAGS = ["invoices"]
-InvoiceNumber = Annotated[str, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Invoice number")]
+InvoiceNumber = Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Invoice number")]
 DisputeBody = body_without(c.DisputeInvoice, "invoice_number")
 ResolutionBody = body_without(c.ResolveDispute, "invoice_number")
 RecoveryBody = body_without(c.RecordRecovery, "invoice_number")
 
 
 @command_post("/", operation_id="issueInvoice", summary="Issue an invoice (optionally in installments)", tags=TAGS, body=c.IssueInvoice)
-def issue_invoice(request: Request, data: c.IssueInvoice, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:
+def issue_invoice(request: Request, data: JSONBody[c.IssueInvoice], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, data, idempotency_key)
 
 
@@ -32,17 +32,17 @@ def get_invoice(request: Request, invoice_number: InvoiceNumber) -> InvoiceView:
 
 
 @command_post("/{invoice_number:str}/disputes", operation_id="disputeInvoice", summary="Dispute an invoice (all or part)", tags=TAGS, body=DisputeBody)
-def dispute_invoice(request: Request, invoice_number: InvoiceNumber, data: DisputeBody, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:  # type: ignore[valid-type]
+def dispute_invoice(request: Request, invoice_number: InvoiceNumber, data: JSONBody[DisputeBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, with_path(data, c.DisputeInvoice, invoice_number=invoice_number), idempotency_key)
 
 
 @command_post("/{invoice_number:str}/dispute-resolution", operation_id="resolveDispute", summary="Resolve an invoice's open dispute", tags=TAGS, body=ResolutionBody, status_code=200)
-def resolve_dispute(request: Request, invoice_number: InvoiceNumber, data: ResolutionBody, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:  # type: ignore[valid-type]
+def resolve_dispute(request: Request, invoice_number: InvoiceNumber, data: JSONBody[ResolutionBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, with_path(data, c.ResolveDispute, invoice_number=invoice_number), idempotency_key)
 
 
 @command_post("/{invoice_number:str}/recoveries", operation_id="recordRecovery", summary="Record cash recovered on a written-off invoice", tags=TAGS, body=RecoveryBody)
-def record_recovery(request: Request, invoice_number: InvoiceNumber, data: RecoveryBody, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:  # type: ignore[valid-type]
+def record_recovery(request: Request, invoice_number: InvoiceNumber, data: JSONBody[RecoveryBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, with_path(data, c.RecordRecovery, invoice_number=invoice_number), idempotency_key)
 
 

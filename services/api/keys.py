@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Request, Router, delete, get, post
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from services.api.commands import ERRORS, QUERY_ERRORS
 from services.apikeys import ApiKey, KeyStore
@@ -39,13 +39,13 @@ def list_keys(request: Request) -> list[ApiKey]:
 
 
 @post("/", operation_id="createKey", summary="Create an API key; the secret is shown in this answer only", tags=TAGS, responses=ERRORS, sync_to_thread=True, opt={"body": NewKey})
-def create_key(request: Request, data: NewKey) -> CreatedKey:
+def create_key(request: Request, data: JSONBody[NewKey]) -> CreatedKey:
     key, secret = _keys(request).create(data.name, data.role)
     return CreatedKey(key=key, secret=secret)
 
 
 @delete("/{name_or_id:str}", operation_id="revokeKey", summary="Revoke one key (by id) or every key of a name", tags=TAGS, responses=QUERY_ERRORS, status_code=200, sync_to_thread=True)
-def revoke_key(request: Request, name_or_id: Annotated[str, Parameter(min_length=1, max_length=64)]) -> Revoked:
+def revoke_key(request: Request, name_or_id: Annotated[str, PathParameter(min_length=1, max_length=64)]) -> Revoked:
     return Revoked(revoked=_keys(request).revoke(name_or_id))
 
 

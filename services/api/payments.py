@@ -5,35 +5,35 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Request, Response, Router
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from domain import commands as c
 from services.api.commands import IdempotencyKey, body_without, command_post, execute, with_path
 from services.ledger import CommandResult
 
 TAGS = ["payments"]
-PaymentId = Annotated[str, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Payment id")]
+PaymentId = Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Payment id")]
 AllocationBody = body_without(c.AllocatePayment, "payment_id")
 ReversalBody = body_without(c.ReversePayment, "payment_id")
 
 
 @command_post("/", operation_id="receivePayment", summary="Record a payment received", tags=TAGS, body=c.ReceivePayment)
-def receive_payment(request: Request, data: c.ReceivePayment, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:
+def receive_payment(request: Request, data: JSONBody[c.ReceivePayment], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, data, idempotency_key)
 
 
 @command_post("/{payment_id:str}/allocations", operation_id="allocatePayment", summary="Allocate a payment (named invoice, or oldest due first)", tags=TAGS, body=AllocationBody)
-def allocate_payment(request: Request, payment_id: PaymentId, data: AllocationBody, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:  # type: ignore[valid-type]
+def allocate_payment(request: Request, payment_id: PaymentId, data: JSONBody[AllocationBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, with_path(data, c.AllocatePayment, payment_id=payment_id), idempotency_key)
 
 
 @command_post("/{payment_id:str}/reversal", operation_id="reversePayment", summary="Reverse a payment (un-allocates it)", tags=TAGS, body=ReversalBody, status_code=200)
-def reverse_payment(request: Request, payment_id: PaymentId, data: ReversalBody, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:  # type: ignore[valid-type]
+def reverse_payment(request: Request, payment_id: PaymentId, data: JSONBody[ReversalBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, with_path(data, c.ReversePayment, payment_id=payment_id), idempotency_key)
 
 
 @command_post("/", operation_id="issueCreditNote", summary="Issue a credit note", tags=["credit notes"], body=c.IssueCreditNote)
-def issue_credit_note(request: Request, data: c.IssueCreditNote, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:
+def issue_credit_note(request: Request, data: JSONBody[c.IssueCreditNote], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, data, idempotency_key)
 
 

@@ -5,30 +5,30 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Request, Response, Router
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from domain import commands as c
 from services.api.commands import IdempotencyKey, body_without, command_post, execute, with_path
 from services.ledger import CommandResult
 
 TAGS = ["write-offs"]
-WriteOffId = Annotated[str, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Write-off id")]
+WriteOffId = Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Write-off id")]
 ApprovalBody = body_without(c.ApproveWriteOff, "write_off_id")
 RejectionBody = body_without(c.RejectWriteOff, "write_off_id")
 
 
 @command_post("/", operation_id="requestWriteOff", summary="Request a write-off of part or all of an invoice", tags=TAGS, body=c.RequestWriteOff)
-def request_write_off(request: Request, data: c.RequestWriteOff, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:
+def request_write_off(request: Request, data: JSONBody[c.RequestWriteOff], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, data, idempotency_key)
 
 
 @command_post("/{write_off_id:str}/approval", operation_id="approveWriteOff", summary="Approve a write-off (not by its requester)", tags=TAGS, body=ApprovalBody, status_code=200)
-def approve_write_off(request: Request, write_off_id: WriteOffId, data: ApprovalBody, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:  # type: ignore[valid-type]
+def approve_write_off(request: Request, write_off_id: WriteOffId, data: JSONBody[ApprovalBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, with_path(data, c.ApproveWriteOff, write_off_id=write_off_id), idempotency_key)
 
 
 @command_post("/{write_off_id:str}/rejection", operation_id="rejectWriteOff", summary="Reject a write-off", tags=TAGS, body=RejectionBody, status_code=200)
-def reject_write_off(request: Request, write_off_id: WriteOffId, data: RejectionBody, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Response[CommandResult]:  # type: ignore[valid-type]
+def reject_write_off(request: Request, write_off_id: WriteOffId, data: JSONBody[RejectionBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
     return execute(request, with_path(data, c.RejectWriteOff, write_off_id=write_off_id), idempotency_key)
 
 
