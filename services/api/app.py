@@ -9,6 +9,7 @@ router under ``/v1`` is guarded by the API key and the role table.
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 from typing import Any
 
@@ -112,6 +113,6 @@ def operation_routes() -> dict[str, str]:
         router = _load(path)
         for route in router.routes:
             for handler in getattr(route, "route_handlers", []):
-                for method in sorted(handler.http_methods):
-                    out[str(handler.operation_id)] = f"{method} {route.path}"
+                for method in sorted(handler.http_methods - {"OPTIONS", "HEAD"}):
+                    out[str(handler.operation_id)] = f"{method} {re.sub(r':[a-z]+}', '}', route.path)}"
     return out

@@ -2,7 +2,7 @@
 
 One row per endpoint of ``/v1`` (keyed by its OpenAPI operation id), listing the roles
 allowed to call it. The authorization guard reads it, ``docs/api.md``'s matrix is
-generated from it (``python -m services.api.permissions``), and the tests check every
+generated from it (``python -m services.api.docs``), and the tests check every
 cell against the running app. An endpoint missing here is refused to everyone.
 
 Segregation of duties: whoever records cash (finance) does not approve write-offs
@@ -60,9 +60,3 @@ def markdown_matrix(routes: dict[str, str] | None = None) -> str:
         for op, roles in PERMISSIONS.items()
     ]
     return "\n".join([head, rule, *rows])
-
-
-if __name__ == "__main__":  # pragma: no cover - documentation generator
-    from services.api.app import operation_routes
-
-    print(markdown_matrix(operation_routes()))
