@@ -59,7 +59,6 @@ def openapi_config() -> OpenAPIConfig:
             "bearer": SecurityScheme(type="http", scheme="bearer", description="Authorization: Bearer KEY"),
             "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
         }),
-        security=[{"bearer": []}, {"apiKey": []}],
     )
 
 
@@ -75,24 +74,37 @@ def _store_status(ledger_app: App, db: ViewDatabase) -> Any:
     return status
 
 
+class Resources:
+    """What the app holds open: the ledger, the key store, a view connection for status.
+
+    Opened on startup and closed on shutdown, so an app can go through several ASGI
+    lifespans (test clients do). A ledger passed in by the caller is theirs to close."""
+
+    def __init__(self, settings: Settings | None, ledger_app: App | None) -> None:
+        self.settings = settings
+        self.given = ledger_app
+        self.metrics = Metrics()
+        self.metrics.registry.register(StoreCollector(lambda: self.state.store_status()))
+        self.state = State({"metrics": self.metrics})
+
+    def open(self, app: Litestar) -> None:
+        self.state = app.state
+        ledger_app = self.given or bootstrap(self.settings)
+        url = ledger_app.settings.resolved_database_url
+        self.state.update(ledger_app=ledger_app, ledger=ledger_app.ledger, api_keys=KeyStore.open(url), status_db=ViewDatabase(url))
+        self.state.store_status = _store_status(ledger_app, self.state.status_db)
+
+    def close(self, app: Litestar) -> None:
+        self.state.api_keys.close()
+        self.state.status_db.close()
+        if self.given is None:
+            self.state.ledger_app.close()
+
+
 def create_app(settings: Settings | None = None, *, ledger_app: App | None = None) -> Litestar:
     """Build the API on the store named by ``settings`` (or on an already built App)."""
-    owned = ledger_app is None
-    ledger_app = ledger_app or bootstrap(settings)
-    url = ledger_app.settings.resolved_database_url
-    keys = KeyStore.open(url)
-    status_db = ViewDatabase(url)
-    metrics = Metrics()
-    store_status = _store_status(ledger_app, status_db)
-    metrics.registry.register(StoreCollector(store_status))
-
-    def close() -> None:
-        keys.close()
-        status_db.close()
-        if owned:
-            ledger_app.close()
-
-    guarded = Router("/", route_handlers=[_load(p) for p in ROUTERS], guards=[authorize])
+    resources = Resources(settings, ledger_app)
+    guarded = Router("/", route_handlers=[_load(p) for p in ROUTERS], guards=[authorize], security=[{"bearer": []}, {"apiKey": []}])
     return Litestar(
         route_handlers=[guarded, *(_load(p) for p in PUBLIC_ROUTERS)],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -100,8 +112,9 @@ def create_app(settings: Settings | None = None, *, ledger_app: App | None = Non
         before_request=strict_body,
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
-        state=State({"ledger": ledger_app.ledger, "ledger_app": ledger_app, "api_keys": keys, "metrics": metrics, "store_status": store_status}),
-        on_shutdown=[close],
+        state=resources.state,
+        on_startup=[resources.open],
+        on_shutdown=[resources.close],
         logging_config=None,
     )
 

@@ -46,10 +46,10 @@ def get_customer(request: Request, customer_id: CustomerId) -> CustomerView:
 def list_customers(
     request: Request,
     limit: Annotated[int, QueryParameter(ge=1, le=200, description="Page size")] = 50,
-    cursor: Annotated[int | None, QueryParameter(ge=0, le=2**53, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[int, QueryParameter(ge=0, le=2**53, description="next_cursor of the previous page (0: from the start)")] = 0,
 ) -> CustomerPage:
     ledger: LedgerService = request.app.state.ledger
-    found = ledger.store.recorder.select_notifications(start=cursor or 0, limit=limit, topics=[topic_of(CustomerRegistered)], inclusive_of_start=False)
+    found = ledger.store.recorder.select_notifications(start=cursor, limit=limit, topics=[topic_of(CustomerRegistered)], inclusive_of_start=False)
     items = [customer_summary(ledger.account(_customer_id(n.state)).state) for n in found]
     return CustomerPage(items=items, next_cursor=found[-1].id if len(found) == limit else None)
 
