@@ -19,6 +19,8 @@ import secrets
 import threading
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import msgspec
 
@@ -78,6 +80,9 @@ class KeyStore:
 
     @classmethod
     def open(cls, database_url: str) -> KeyStore:
+        parsed = urlparse(database_url)
+        if parsed.scheme == "sqlite":  # the keys may be created before anything else
+            Path(unquote(parsed.path)).parent.mkdir(parents=True, exist_ok=True)
         return cls(ViewDatabase(database_url))
 
     def close(self) -> None:
