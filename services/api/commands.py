@@ -7,6 +7,11 @@
 * ``Idempotency-Key`` goes to the ledger, which replays the first answer for the same
   key and body (``Idempotent-Replayed: true``) and refuses another body.
 * The actor is the API key's name.
+
+Command handlers run on the event loop, not in a worker thread: the store serialises
+writes anyway (one SQLite writer; PostgreSQL inserts take a table lock, NOTES.md), so a
+thread pool would add a hand-off and GIL contention per command and no write
+throughput. Queries run in worker threads.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ QUERY_ERRORS = {code: spec for code, spec in ERRORS.items() if code in (400, 401
 def _route(decorator: Any, path: str, *, operation_id: str, summary: str, tags: list[str], body: type | None = None, status_code: int = 201) -> Any:
     return decorator(
         path, operation_id=operation_id, summary=summary, tags=tags, status_code=status_code, responses=ERRORS,
-        sync_to_thread=True, opt={"body": body} if body else {},
+        sync_to_thread=False, opt={"body": body} if body else {},
     )
 
 
