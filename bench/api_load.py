@@ -28,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 CUSTOMERS = 200
 
@@ -63,8 +63,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children, from /proc (Linux)."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                total += sum(cpu_seconds(int(child)) for child in f.read().split())
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
 @contextmanager
-def server(log_format: str, data_root: str | None) -> Iterator[tuple[int, str]]:
+def server(log_format: str, data_root: str | None, workers: int = 1) -> Iterator[tuple[int, str, int]]:
     """A fresh store, a sales key, and `arledger serve` on a free port."""
     data = tempfile.mkdtemp(prefix="arledger-bench-", dir=data_root)
     env = {**os.environ, "ARLEDGER_DATA_DIR": data, "ARLEDGER_ENV": "production", "ARLEDGER_LOG_FORMAT": log_format}
@@ -73,7 +88,7 @@ def server(log_format: str, data_root: str | None) -> Iterator[tuple[int, str]]:
     created = subprocess.run([*cli, "keys", "create", "--role", "sales", "--name", "bench"], env=env, capture_output=True, text=True, check=True)
     key = json.loads(created.stdout)["key"]
     port = free_port()
-    proc = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(workers)], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -82,7 +97,7 @@ def server(log_format: str, data_root: str | None) -> Iterator[tuple[int, str]]:
                 break
             except OSError:
                 time.sleep(0.1)
-        yield port, key
+        yield port, key, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -152,6 +167,7 @@ async def fixed_rate(port: int, key: str, rate: float, seconds: float, start: in
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
+    print(f"  fixed-rate phase: {len(tasks):,} requests due over {len(tasks) / rate:.1f} s, all answered after {time.perf_counter() - t0:.1f} s")
     while not conns.empty():
         conns.get_nowait().close()
     return latencies, errors
@@ -162,11 +178,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(args: argparse.Namespace, port: int, key: str) -> None:
+async def run(args: argparse.Namespace, port: int, key: str, pid: int) -> None:
     await register_customers(port, key)
     await throughput(port, key, args.clients, 1.0, start=0)  # warm-up: caches, connections
+    cpu = cpu_seconds(pid)
     ok, errors, took = await throughput(port, key, args.clients, args.seconds, start=1_000_000)
+    cpu = cpu_seconds(pid) - cpu
     print(f"throughput: {ok / took:,.0f} invoice commands/s ({ok:,} recorded in {took:.1f} s, {args.clients} clients, {errors} errors)")
+    print(f"server CPU: {cpu / max(ok, 1) * 1000:.2f} ms per command ({cpu:.1f} s CPU over {took:.1f} s)")
     latencies, errors = await fixed_rate(port, key, args.rate, args.seconds, start=5_000_000)
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
     print(f"latency at {args.rate:.0f} requests/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms ({len(latencies):,} requests, {errors} errors)")
@@ -179,11 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--log-format", choices=("json", "console"), default="json", help="server log format (logs go to /dev/null)")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--data-root", help="where the temporary SQLite store lives (default: the system temp dir)")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 15.0)
-    with server(args.log_format, args.data_root) as (port, key):
-        asyncio.run(run(args, port, key))
+    print(f"arledger serve --workers {args.workers}, SQLite store in {args.data_root or tempfile.gettempdir()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    with server(args.log_format, args.data_root, args.workers) as (port, key, pid):
+        asyncio.run(run(args, port, key, pid))
     return 0
 
 

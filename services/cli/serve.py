@@ -8,6 +8,7 @@ In production it only says how to create a key (``arledger keys create``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from services.apikeys import ROLES, KeyStore
@@ -43,7 +44,13 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print("API keys: `arledger keys list`, `arledger keys create --role ROLE --name NAME`", file=sys.stderr)
     print(f"serving {base}  docs {base}{DOCS_PATH}  OpenAPI {base}{OPENAPI_PATH}", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False, log_level="warning")
+    options = {"host": args.host, "port": args.port, "log_config": None, "access_log": False, "log_level": "warning"}
+    if args.workers > 1:
+        # Worker processes build their app from the environment: pin the store for them.
+        os.environ["ARLEDGER_DATABASE_URL"] = settings.resolved_database_url
+        uvicorn.run("services.api.app:create_app", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 
@@ -51,4 +58,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (share the store; accounts changed by another worker are reloaded)")
     parser.set_defaults(handler=_run)
