@@ -211,7 +211,7 @@ class _Book:
             elif m.kind == "open_credit":
                 self.credits.append((m.effective_date, m.amount_minor))
         for moves in self.moves.values():
-            moves.sort(key=lambda t: t[0])
+            moves.sort()  # by date (same-day order is irrelevant: a day is applied as a whole)
 
     def states(self, as_of: date) -> list[tuple[InstallmentRow, _ItemState]]:
         return [(row, _item_state(self.moves.get((row.invoice_number, row.installment), ()), as_of))

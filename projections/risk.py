@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
+from functools import lru_cache
 from itertools import groupby
 from typing import Any, NamedTuple
 
@@ -25,7 +26,8 @@ from domain.risk import TREND_MONTHS, DisputeRow, InstallmentRow, MovementRow, R
 from projections.ar_items import ArItemsProjection
 from projections.db import ViewDatabase
 
-_D = date.fromisoformat
+#: ISO date text -> date; a ledger has few distinct dates, so parsing is cached.
+_D = lru_cache(maxsize=65_536)(date.fromisoformat)
 
 
 class Cut(NamedTuple):
@@ -73,16 +75,17 @@ _MOVEMENTS = "SELECT customer_id, invoice_number, installment, kind, effective_d
 _DISPUTES = "SELECT customer_id, invoice_number, kind, effective_date, position, amount_minor, reason FROM ar_disputes"
 
 
+# Both drivers return INTEGER/BIGINT columns as int: only the ISO dates need converting.
 def _installment(r: Sequence[Any]) -> InstallmentRow:
-    return InstallmentRow(r[1], int(r[2]), _D(r[3]), _D(r[4]), int(r[5]))
+    return InstallmentRow(r[1], r[2], _D(r[3]), _D(r[4]), r[5])
 
 
 def _movement(r: Sequence[Any]) -> MovementRow:
-    return MovementRow(r[1], None if r[2] is None else int(r[2]), r[3], _D(r[4]), int(r[5]))
+    return MovementRow(r[1], r[2], r[3], _D(r[4]), r[5])
 
 
 def _dispute(r: Sequence[Any]) -> DisputeRow:
-    return DisputeRow(r[1], r[2], _D(r[3]), int(r[4]), None if r[5] is None else int(r[5]), r[6])
+    return DisputeRow(r[1], r[2], _D(r[3]), r[4], r[5], r[6])
 
 
 def customer_currency(db: ViewDatabase, customer_id: str) -> str:
