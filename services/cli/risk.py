@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from domain.errors import RuleViolation
-from domain.risk import RiskProfile
+from domain.money import minor_unit_exponent
+from domain.risk import OverdueItem, RiskProfile
 from projections.ar_items import ArItemsProjection
 from projections.db import ViewDatabase
 from projections.risk import Cut, all_profiles, customer_profile, resolve_cut
@@ -96,7 +97,7 @@ def _one(db: ViewDatabase, cut: Cut, args: argparse.Namespace) -> None:
         sys.stdout.buffer.write(_ENCODER.encode({**_header(cut), **body}) + b"\n")
         sys.stdout.flush()
         return
-    _table([profile], f"risk of {profile.customer_id} as of {cut.as_of} at position {cut.position}")
+    _card(profile, f"risk of {profile.customer_id} ({profile.currency}) as of {cut.as_of} at position {cut.position}")
 
 
 def _all(db: ViewDatabase, cut: Cut, args: argparse.Namespace) -> None:
@@ -120,8 +121,10 @@ def _all(db: ViewDatabase, cut: Cut, args: argparse.Namespace) -> None:
     out.flush()
 
 
-def _money(minor: int) -> str:
-    return f"{minor:,}"
+def _money(minor: int, currency: str) -> str:
+    """Minor units shown in major units of the currency (tables only; JSON stays in minor units)."""
+    exponent = minor_unit_exponent(currency)
+    return f"{Decimal(minor).scaleb(-exponent):,.{exponent}f}"
 
 
 def _ratio(value: Decimal | None, percent: bool = False) -> str:
@@ -130,16 +133,45 @@ def _ratio(value: Decimal | None, percent: bool = False) -> str:
     return f"{value * 100:.1f}%" if percent else f"{value:.1f}"
 
 
+def _item(item: OverdueItem | None, cur: str) -> str:
+    return f"{item.invoice_number}/{item.installment} {_money(item.open_minor, cur)}, {item.days_past_due} days past due" if item else "-"
+
+
+def _card(p: RiskProfile, title: str) -> None:
+    e, b, cur = p.exposure, p.payment, p.currency
+    card = Table("figure", "value", title=title)
+    for label, value in (
+        ("open", f"{_money(p.open_minor, cur)} ({p.open_items} items)"),
+        ("overdue", f"{_money(p.overdue_minor, cur)} ({p.overdue_items} items)"),
+        ("exposure (open AR + open orders)", _money(e.exposure_minor, cur)),
+        ("unapplied cash / open credits", f"{_money(e.unapplied_cash_minor, cur)} / {_money(e.open_credits_minor, cur)}"),
+        ("net exposure", _money(e.net_exposure_minor, cur)),
+        ("average days late", _ratio(b.average_days_late)),
+        ("settled late: installments", f"{b.settled_late_installments}/{b.settled_installments} ({_ratio(b.share_installments_late, True)})"),
+        ("settled late: invoices", f"{b.settled_late_invoices}/{b.settled_invoices} ({_ratio(b.share_invoices_late, True)})"),
+        ("written off", f"{_money(b.written_off_minor, cur)} ({b.written_off_installments} installments)"),
+        ("largest overdue", _item(p.largest_overdue, cur)),
+        ("oldest overdue", _item(p.oldest_overdue, cur)),
+        ("open disputes", ", ".join(f"{d.invoice_number} since {d.disputed_on}" for d in p.open_disputes) or "-"),
+        (f"DSO ({p.dso.window_days} days)", f"{_ratio(p.dso.dso)} (credit sales {_money(p.dso.credit_sales_minor, cur)})"),
+    ):
+        card.add_row(label, value)
+    trend = Table("month", "as of", "open", "overdue", "DSO", "settled", "avg days late", title="trend")
+    for t in p.trend:
+        trend.add_row(t.period, t.as_of.isoformat(), _money(t.open_minor, cur), _money(t.overdue_minor, cur), _ratio(t.dso),
+                      str(t.settled_installments), _ratio(t.average_days_late))
+    Console().print(card, trend)
+
+
 def _table(profiles: Iterable[RiskProfile], title: str) -> None:
-    table = Table("customer", "cur", "open", "overdue", "net exposure", "unapplied", "avg days late", "late inv.",
-                  "DSO", "disputes", "oldest overdue", title=title)
+    table = Table("customer", "open", "overdue", "net exposure", "days late", "late inv.", "DSO", "disputes",
+                  "oldest overdue", title=title)
     for p in profiles:
-        oldest = p.oldest_overdue
+        oldest, cur = p.oldest_overdue, p.currency
         table.add_row(
-            p.customer_id, p.currency, _money(p.open_minor), _money(p.overdue_minor), _money(p.exposure.net_exposure_minor),
-            _money(p.exposure.unapplied_cash_minor), _ratio(p.payment.average_days_late),
-            _ratio(p.payment.share_invoices_late, percent=True), _ratio(p.dso.dso), str(p.open_disputes_count),
-            f"{oldest.invoice_number}/{oldest.installment} {oldest.days_past_due} d" if oldest else "-",
+            p.customer_id, _money(p.open_minor, cur), _money(p.overdue_minor, cur), _money(p.exposure.net_exposure_minor, cur),
+            _ratio(p.payment.average_days_late), _ratio(p.payment.share_invoices_late, percent=True), _ratio(p.dso.dso),
+            str(p.open_disputes_count), f"{oldest.days_past_due} d" if oldest else "-",
         )
     Console().print(table)
 
