@@ -10,26 +10,14 @@ import pytest
 
 from domain import commands as c
 from domain.errors import RuleViolation
-from projections.ar_items import ArItemsProjection
-from projections.db import ViewDatabase
 from projections.risk import all_profiles, customer_profile, resolve_cut
-from projections.runner import ProjectionRunner
+from tests.integration.test_ar_items import run, view_db  # noqa: F401 - view_db is a fixture
 
 D = date
 
 
-@pytest.fixture
-def view_db(database_url):
-    db = ViewDatabase(database_url)
-    yield db
-    db.close()
-
-
 def catch_up(app, db) -> int:
-    runner = ProjectionRunner(app.store, db, [ArItemsProjection()], batch_size=5)
-    runner.setup()
-    runner.catch_up()
-    return runner.position("ar_items")
+    return run(app, db).position("ar_items")
 
 
 def invoice(x, number, amount, issue, due=None, installments=(), customer="C1"):
