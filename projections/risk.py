@@ -46,26 +46,36 @@ class Cut(NamedTuple):
         return sql, params
 
 
+#: ar_disputes is indexed by invoice, not customer: reach a customer's rows through its invoices.
+_CUSTOMER_INVOICES = " AND invoice_number IN (SELECT invoice_number FROM ar_installments WHERE customer_id = ? AND installment = 1)"
+
+
 def projection_position(db: ViewDatabase) -> int:
     rows = db.query("SELECT position FROM projection_positions WHERE name = ?", (ArItemsProjection.name,))
     return int(rows[0][0]) if rows else 0
 
 
-def resolve_cut(db: ViewDatabase, as_of: date, *, known_at: datetime | None = None, at_position: int | None = None) -> Cut:
+def resolve_cut(db: ViewDatabase, as_of: date, *, known_at: datetime | None = None, at_position: int | None = None,
+                customer_id: str | None = None) -> Cut:
     """The cut a report runs at. Its position is ``at_position``; else, with ``known_at``,
-    the last position recorded by then; else the ``ar_items`` view's position."""
+    the last position the report counts (recorded by then; for one ``customer_id``, that
+    customer's last, an indexed lookup instead of a scan); else the ``ar_items`` view's."""
     head = projection_position(db)
     if at_position is not None:
         if at_position < 0 or at_position > head:
             raise RuleViolation("at_position", "within_projection",
                                 f"position {at_position} is not between 0 and the ar_items view's position {head}")
         return Cut(as_of, at_position, known_at)
-    if known_at is not None:
-        stamp = known_at.isoformat()
-        found = [db.query(f"SELECT MAX(position) FROM {table} WHERE recorded_at <= ? AND position <= ?", (stamp, head))[0][0]
-                 for table in ("ar_movements", "ar_disputes")]
-        return Cut(as_of, max((int(p) for p in found if p is not None), default=0), known_at)
-    return Cut(as_of, head, None)
+    if known_at is None:
+        return Cut(as_of, head, None)
+    where, params = "recorded_at <= ? AND position <= ?", [known_at.isoformat(), head]
+    movements, disputes = f"SELECT MAX(position) FROM ar_movements WHERE {where}", f"SELECT MAX(position) FROM ar_disputes WHERE {where}"
+    if customer_id is not None:
+        movements += " AND customer_id = ?"
+        disputes += _CUSTOMER_INVOICES
+        params.append(customer_id)
+    found = [db.query(sql, params)[0][0] for sql in (movements, disputes)]
+    return Cut(as_of, max((int(p) for p in found if p is not None), default=0), known_at)
 
 
 # ---- row readers -----------------------------------------------------------------------
@@ -104,10 +114,7 @@ def customer_profile(db: ViewDatabase, customer_id: str, cut: Cut, *, open_order
     disp_sql, disp_params = cut.where("effective_date")
     installments = db.query(f"{_INSTALLMENTS} WHERE customer_id = ?{inst_sql}", [customer_id, *inst_params])
     movements = db.query(f"{_MOVEMENTS} WHERE customer_id = ?{move_sql}", [customer_id, *move_params])
-    # ar_disputes is indexed by invoice, not customer: reach it through the customer's invoices
-    disputes = db.query(
-        f"{_DISPUTES} WHERE invoice_number IN (SELECT invoice_number FROM ar_installments WHERE customer_id = ?"
-        f" AND installment = 1){disp_sql}", [customer_id, *disp_params])
+    disputes = db.query(f"{_DISPUTES} WHERE 1 = 1{disp_sql}{_CUSTOMER_INVOICES}", [*disp_params, customer_id])
     return risk_profile(customer_id, currency, cut.as_of, map(_installment, installments), map(_movement, movements),
                         map(_dispute, disputes), open_orders_minor=open_orders_minor, trend_months=trend_months)
 

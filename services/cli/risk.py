@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if not args.no_catch_up:
             _catch_up(app, db)
-        cut = resolve_cut(db, as_of, known_at=known_at, at_position=args.at_position)
+        cut = resolve_cut(db, as_of, known_at=known_at, at_position=args.at_position, customer_id=args.customer_id)
         if args.all:
             _all(db, cut, args)
         else:

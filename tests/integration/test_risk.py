@@ -120,6 +120,7 @@ def test_a_late_recorded_payment_changes_now_but_not_then(app, clock, view_db):
     # stamped with the last position it counted; that position alone gives the same answer
     cut_then = resolve_cut(view_db, D(2026, 2, 14), known_at=then)
     assert 0 < cut_then.position < resolve_cut(view_db, D(2026, 2, 14)).position
+    assert resolve_cut(view_db, D(2026, 2, 14), known_at=then, customer_id="C1") == cut_then
     assert customer_profile(view_db, "C1", resolve_cut(view_db, D(2026, 2, 14), at_position=cut_then.position)) == known_then
 
 
