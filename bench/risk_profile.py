@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="10,000 customers")
-    parser.add_argument("--database-url", help="default: a temporary SQLite file")
+    parser.add_argument("--database-url", help="an empty store, e.g. postgresql://...?schema=fresh (default: a temporary SQLite file)")
     parser.add_argument("--samples", type=int, default=500)
     args = parser.parse_args(argv)
     customers = 10_000 if args.quick else args.customers

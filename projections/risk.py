@@ -69,7 +69,10 @@ def resolve_cut(db: ViewDatabase, as_of: date, *, known_at: datetime | None = No
     if known_at is None:
         return Cut(as_of, head, None)
     where, params = "recorded_at <= ? AND position <= ?", [known_at.isoformat(), head]
-    movements, disputes = f"SELECT MAX(position) FROM ar_movements WHERE {where}", f"SELECT MAX(position) FROM ar_disputes WHERE {where}"
+    # MAX(position + 0): keeps PostgreSQL from walking the primary key backwards past every
+    # other customer's rows instead of using the customer index
+    movements = f"SELECT MAX(position + 0) FROM ar_movements WHERE {where}"
+    disputes = f"SELECT MAX(position + 0) FROM ar_disputes WHERE {where}"
     if customer_id is not None:
         movements += " AND customer_id = ?"
         disputes += _CUSTOMER_INVOICES
