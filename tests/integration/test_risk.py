@@ -10,6 +10,7 @@ import pytest
 
 from domain import commands as c
 from domain.errors import RuleViolation
+from projections.ar_items import open_items
 from projections.risk import all_profiles, customer_profile, resolve_cut
 from tests.integration.test_ar_items import run, view_db  # noqa: F401 - view_db is a fixture
 
@@ -102,6 +103,12 @@ def test_all_profiles_streams_every_customer_with_the_same_figures(app, view_db)
     for cid, p in profiles.items():
         assert p == customer_profile(view_db, cid, cut, trend_months=0)
     assert (profiles["C2"].payment.average_days_late, profiles["C2"].open_minor) == (Decimal("-5.0000"), 0)
+    # open and overdue reconcile with the ar_items open-items query on every date
+    for day in (D(2026, 1, 15), D(2026, 2, 4), D(2026, 2, 21), D(2026, 3, 20), D(2026, 5, 1)):
+        for p in all_profiles(view_db, resolve_cut(view_db, day)):
+            items = open_items(view_db, day, customer_id=p.customer_id)
+            assert p.open_minor == sum(r[6] for r in items)
+            assert p.overdue_minor == sum(r[6] for r in items if r[5] < day.isoformat())
 
 
 def test_a_late_recorded_payment_changes_now_but_not_then(app, clock, view_db):

@@ -33,6 +33,7 @@ def test_reports_are_reproduced_byte_for_byte_at_their_position(app, clock, data
     known_at = clock().isoformat()
     first = risk(database_url, "C1", "--as-of", "2026-03-31", "--json").stdout
     first_known = risk(database_url, "C1", "--as-of", "2026-03-31", "--known-at", known_at, "--json").stdout
+    first_all = risk(database_url, "--all", "--as-of", "2026-03-31", "--sort", "days_late", "--json", "--no-catch-up").stdout
     report = json.loads(first)
     assert (report["position"], report["as_of"], report["known_at"]) == (app.store.max_position(), "2026-03-31", None)
     assert (report["open_minor"], report["overdue_minor"], report["payment"]["average_days_late"]) == (1070, 670, 11.3889)
@@ -48,6 +49,9 @@ def test_reports_are_reproduced_byte_for_byte_at_their_position(app, clock, data
     assert json.loads(now)["overdue_minor"] == 70 + 250 and now != first
     again = risk(database_url, "C1", "--as-of", "2026-03-31", "--at-position", str(report["position"]), "--json").stdout
     assert again == first
+    again_all = risk(database_url, "--all", "--as-of", "2026-03-31", "--sort", "days_late", "--json",
+                     "--at-position", str(report["position"])).stdout
+    assert again_all == first_all and json.loads(first_all)["position"] == report["position"]
     again_known = risk(database_url, "C1", "--as-of", "2026-03-31", "--known-at", known_at, "--json").stdout
     assert again_known == first_known
     # stamped with the last position it counted (C1's last event): that position gives the same figures
