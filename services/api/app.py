@@ -63,7 +63,12 @@ def openapi_config() -> OpenAPIConfig:
 
 
 def _store_status(ledger_app: App, db: ViewDatabase) -> Any:
+    """The readiness probe: the stream head (the store answers) and each view's lag.
+    With ``ARLEDGER_CREATE_TABLES`` (the default) the view tables are created here, as
+    ``arledger init`` does, so a fresh store is ready without a separate step."""
     runner = ProjectionRunner(ledger_app.store, db, all_projections())
+    if runner.projections and ledger_app.settings.create_tables:
+        runner.setup()
     lock = threading.Lock()
 
     def status() -> tuple[int, list[dict[str, Any]]]:

@@ -145,3 +145,20 @@ def test_make_run_flow_demo_then_serve_prints_usable_keys(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_readiness_reports_each_projection_lag(api):
+    from projections.db import ViewDatabase
+    from projections.registry import all_projections
+    from projections.runner import ProjectionRunner
+
+    assert api.call("POST", "/v1/customers", "sales", CUSTOMER).status_code == 201
+    names = {p.name for p in all_projections()}
+    lags = {p["name"]: p["lag"] for p in api.client.get("/health/ready").json()["projections"]}
+    assert set(lags) == names and all(lag == api.head() for lag in lags.values())
+    db = ViewDatabase(api.ledger_app.settings.resolved_database_url)
+    try:
+        ProjectionRunner(api.ledger_app.store, db, all_projections()).catch_up()
+    finally:
+        db.close()
+    assert all(p["lag"] == 0 for p in api.client.get("/health/ready").json()["projections"])
