@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from litestar import Request, Response, patch, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter
+from litestar.params import HeaderParameter, PathParameter
 
 from domain.commands import Command
 from domain.errors import RuleViolation
@@ -41,6 +41,11 @@ IdempotencyKey = Annotated[str | None, HeaderParameter(
     name="Idempotency-Key", required=False, min_length=1, max_length=200, pattern=r"^[!-~]+$",
     description="Repeat-safe key (printable ASCII): the same key and body return the first answer and record nothing new.",
 )]
+
+
+def path_id(description: str) -> Any:
+    """An id in the path: a command ``Code`` without ``/`` and ``#``, which cannot sit in a segment."""
+    return Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description=description)]
 
 
 def _problem(description: str) -> ResponseSpec:

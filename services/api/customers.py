@@ -6,17 +6,17 @@ from typing import Annotated
 
 import msgspec
 from litestar import Request, Response, Router, get
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
 from domain import commands as c
 from domain.events import CustomerRegistered
-from services.api.commands import QUERY_ERRORS, IdempotencyKey, body_without, command_patch, command_post, command_put, execute, with_path
+from services.api.commands import IdempotencyKey, QUERY_ERRORS, body_without, command_patch, command_post, command_put, execute, path_id, with_path
 from services.api.views import CustomerPage, CustomerView, customer_summary, customer_view
 from services.ledger import CommandResult, LedgerService
 from services.persistence import topic_of
 
 TAGS = ["customers"]
-CustomerId = Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Customer code")]
+CustomerId = path_id("Customer code")
 UpdateCustomerBody = body_without(c.UpdateCustomer, "customer_id")
 SetPaymentTermsBody = body_without(c.SetPaymentTerms, "customer_id")
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Request, Response, Router, get
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody
 
 from domain import commands as c
-from services.api.commands import QUERY_ERRORS, IdempotencyKey, body_without, command_post, execute, with_path
+from services.api.commands import IdempotencyKey, QUERY_ERRORS, body_without, command_post, execute, path_id, with_path
 from services.api.views import InvoiceView, invoice_view
 from services.ledger import CommandResult, LedgerService
 
 TAGS = ["invoices"]
-InvoiceNumber = Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Invoice number")]
+InvoiceNumber = path_id("Invoice number")
 DisputeBody = body_without(c.DisputeInvoice, "invoice_number")
 ResolutionBody = body_without(c.ResolveDispute, "invoice_number")
 RecoveryBody = body_without(c.RecordRecovery, "invoice_number")

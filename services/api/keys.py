@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Request, Router, delete, get, post
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter
 
 from services.api.commands import ERRORS, QUERY_ERRORS
 from services.apikeys import ApiKey, KeyStore

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Request, Response, Router
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody
 
 from domain import commands as c
-from services.api.commands import IdempotencyKey, body_without, command_post, execute, with_path
+from services.api.commands import IdempotencyKey, body_without, command_post, execute, path_id, with_path
 from services.ledger import CommandResult
 
 TAGS = ["write-offs"]
-WriteOffId = Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="Write-off id")]
+WriteOffId = path_id("Write-off id")
 ApprovalBody = body_without(c.ApproveWriteOff, "write_off_id")
 RejectionBody = body_without(c.RejectWriteOff, "write_off_id")
 
