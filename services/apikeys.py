@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,9 @@ from projections.db import ViewDatabase
 
 ROLES: tuple[str, ...] = ("sales", "credit_manager", "collector", "finance", "auditor", "admin")
 PREFIX = "ark_"
+#: How long a process trusts a key it has checked: revocation through this process is
+#: immediate, through another one (the CLI, another worker) takes at most this long.
+CACHE_SECONDS = 2.0
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS api_keys ("
@@ -74,6 +78,7 @@ class KeyStore:
     def __init__(self, db: ViewDatabase) -> None:
         self.db = db
         self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
         with self._lock, db.transaction() as tx:
             for ddl in DDL:
                 tx.execute(ddl)
@@ -112,6 +117,7 @@ class KeyStore:
         with self._lock, self.db.transaction() as tx:
             tx.execute("UPDATE api_keys SET revoked_at = ? WHERE (key_id = ? OR name = ?) AND revoked_at IS NULL", (stamp, name_or_id, name_or_id))
             count = tx.rowcount
+            self._cache.clear()
         if count == 0:
             raise NotFound("name", name_or_id, "active API key")
         return count
@@ -126,9 +132,18 @@ class KeyStore:
             return int(self.db.query("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")[0][0])
 
     def authenticate(self, secret: str) -> Principal | None:
-        """The principal of an active key, or None. Revocation takes effect on the next request."""
+        """The principal of an active key, or None (checked at most every CACHE_SECONDS)."""
         if not secret.startswith(PREFIX) or len(secret) > 100:
             return None
+        digest = hash_key(secret)
+        now = time.monotonic()
         with self._lock:
-            rows = self.db.query("SELECT name, role, key_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (hash_key(secret),))
-        return Principal(*rows[0]) if rows else None
+            cached = self._cache.get(digest)
+            if cached is not None and now - cached[0] < CACHE_SECONDS:
+                return cached[1]
+            rows = self.db.query("SELECT name, role, key_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (digest,))
+            principal = Principal(*rows[0]) if rows else None
+            if len(self._cache) > 10_000:  # bounded: unknown keys are cached too
+                self._cache.clear()
+            self._cache[digest] = (now, principal)
+        return principal
