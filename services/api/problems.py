@@ -32,6 +32,8 @@ log = structlog.get_logger("arledger.api")
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "urn:arledger:problem:"
 RETRY_AFTER_SECONDS = "1"
+#: Litestar names a header parameter by its Python name; clients know the header.
+HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -78,6 +80,7 @@ def on_validation(request: Request, exc: ValidationException) -> Response[Proble
     first = errors[0] if errors else {}
     message = str(first.get("message") or exc.detail)
     field = str(first.get("key") or "")
+    field = HEADER_FIELDS.get(field, field)
     return problem(422 if errors else 400, rule_for(message) if errors else "request", message, field=field, request=request)
 
 

@@ -151,3 +151,15 @@ def test_idempotency_key_replays_the_first_answer_and_refuses_another_body(api):
     other = api.call("POST", "/v1/payments", "finance", {**body, "amount_minor": 200}, **{"Idempotency-Key": "pay-1"})
     assert (other.status_code, other.json()["rule"], other.json()["field"]) == (422, "same_request", "Idempotency-Key")
     assert api.head() == head
+
+
+def test_query_and_header_parameters_are_validated_as_problems(api):
+    limit = api.call("GET", "/v1/customers?limit=0", "auditor")
+    assert (limit.status_code, limit.json()["field"], limit.json()["rule"]) == (422, "limit", "range")
+    cursor = api.call("GET", "/v1/customers?cursor=abc", "auditor")
+    assert (cursor.status_code, cursor.json()["field"], cursor.json()["rule"]) == (422, "cursor", "type")
+    seed(api)
+    before = api.head()
+    long_key = api.call("POST", "/v1/invoices", "sales", {**INVOICE, "invoice_number": "INV-2"}, **{"Idempotency-Key": "k" * 201})
+    assert (long_key.status_code, long_key.json()["field"]) == (422, "Idempotency-Key")
+    assert api.head() == before
