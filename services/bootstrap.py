@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import services.credit  # noqa: F401  (registers the credit handlers and appliers)
 from services.ledger import LedgerService, utc_now
 from services.logging import configure_logging
 from services.persistence import LedgerStore
