@@ -10,9 +10,11 @@ so the domain functions receive the policy as a plain argument.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from functools import lru_cache
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -55,9 +57,24 @@ def load_policy_file(path: str | Path) -> CreditPolicy:
 
 
 def default_policy(path: str | None = None) -> CreditPolicy:
+    """The policy file in force before a policy is recorded (parsed once per file version)."""
     path = path or os.environ.get("ARLEDGER_SCORECARD")
     if path:
-        return load_policy_file(path)
+        try:
+            modified = Path(path).stat().st_mtime_ns
+        except OSError:
+            modified = 0
+        return _parsed_file(path, modified)
+    return _shipped_policy()
+
+
+@lru_cache(maxsize=8)
+def _parsed_file(path: str, modified: int) -> CreditPolicy:
+    return load_policy_file(path)
+
+
+@lru_cache(maxsize=1)
+def _shipped_policy() -> CreditPolicy:
     return decode_policy(resources.files("services").joinpath("credit_policy.toml").read_bytes())
 
 
@@ -134,25 +151,32 @@ for _command, _handler in HANDLERS.items():
 
 
 class CreditService:
-    def __init__(self, store: LedgerStore, ledger: LedgerService, policy_file: str | None = None) -> None:
+    def __init__(self, store: LedgerStore, ledger: LedgerService, policy_file: str | None = None, policy_ttl: float = 1.0) -> None:
         self.store = store
         self.ledger = ledger
         self.policy_file = policy_file
+        #: how long a process reuses the policy it read (a change elsewhere shows within this)
+        self.policy_ttl = policy_ttl
+        self._cached: tuple[float, ActivePolicy] | None = None
         _fallback.append(self.active_policy)
         del _fallback[:-1]  # one process, one store: keep only the latest
 
     # ---- the policy ------------------------------------------------------------------------
 
     def active_policy(self) -> ActivePolicy:
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < self.policy_ttl:
+            return self._cached[1]
         recorded = list(self.store.events.get(POLICY_ID, desc=True, limit=1))
-        if recorded:
-            return recorded[0].policy, recorded[0].originator_version
-        return default_policy(self.policy_file), 0
+        active = (recorded[0].policy, recorded[0].originator_version) if recorded else (default_policy(self.policy_file), 0)
+        self._cached = (now, active)
+        return active
 
     def change_policy(self, policy: CreditPolicy, *, reason: str, actor: str) -> CreditPolicyChanged:
         """Record a new version of the policy table (optimistic: a concurrent change fails)."""
         if not reason.strip():
             raise RuleViolation("reason", "required", "say why the policy changes")
+        self._cached = None  # decide the next version on what the store says now
         _, version = self.active_policy()
         event = CreditPolicyChanged(
             originator_id=POLICY_ID, originator_version=version + 1, event_id=event_id(POLICY_ID, version + 1),
@@ -163,6 +187,7 @@ class CreditService:
             self.store.save(event)
         except IntegrityError:
             raise LedgerError("the credit policy changed meanwhile; retry") from None
+        self._cached = (time.monotonic(), (policy, version + 1))
         log.info("credit_policy_changed", version=version + 1, actor=actor)
         return event
 
