@@ -8,6 +8,7 @@ it as an argument: the domain never reads configuration itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -139,11 +140,14 @@ def reject_limit(account: CustomerAccount, ctx: CommandContext, *, request_id: s
     return account._record(ctx, ce.CreditLimitIncreaseRejected, request_id=request_id, requested_by=request.requested_by, reason=reason)
 
 
-def set_terms(account: CustomerAccount, ctx: CommandContext, policy: CreditPolicy, *, payment_terms_days: int, reason: str = "") -> None:
-    grade = account.state.credit.grade or policy.unassessed_grade
-    maximum = policy.grade_policy(grade).max_terms_days
-    if isinstance(payment_terms_days, int) and payment_terms_days > maximum:
-        raise RuleViolation("payment_terms_days", "within_grade_maximum", f"{payment_terms_days} days is above grade {grade}'s maximum of {maximum}")
+def set_terms(account: CustomerAccount, ctx: CommandContext, policy: Callable[[], CreditPolicy], *, payment_terms_days: int, reason: str = "") -> None:
+    """Payment terms of an assessed customer are bounded by the grade's maximum (a customer
+    never assessed keeps the ledger's own rule, 0-365 days). ``policy`` is only read then."""
+    grade = account.state.credit.grade
+    if grade is not None and isinstance(payment_terms_days, int):
+        maximum = policy().grade_policy(grade).max_terms_days
+        if payment_terms_days > maximum:
+            raise RuleViolation("payment_terms_days", "within_grade_maximum", f"{payment_terms_days} days is above grade {grade}'s maximum of {maximum}")
     account.set_payment_terms(ctx, payment_terms_days, reason)
 
 

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from domain import credit_events as ce
 from domain.account import AccountState, CommandContext, CustomerAccount
-from domain.credit import account_exposure, open_ar, overdue
+from domain.credit import account_exposure, automatic_hold_causes, open_ar, overdue
 from domain.scorecard import CreditPolicy
 
 PCT = Decimal("0.01")
@@ -46,15 +46,22 @@ def review_due(state: AccountState, policy: CreditPolicy, as_of: date) -> tuple[
     return (due_on, trigger) if due_on <= as_of else None
 
 
-def record_review(account: CustomerAccount, ctx: CommandContext, policy: CreditPolicy, as_of: date) -> ce.CreditReviewDue | None:
-    due = review_due(account.state, policy, as_of)
+def pending_review(state: AccountState, policy: CreditPolicy, as_of: date) -> tuple[str, date, str] | None:
+    """(review id, due date, trigger) of a due review not yet recorded, or None."""
+    due = review_due(state, policy, as_of)
     if due is None:
         return None
     due_on, trigger = due
     review_id = "never_assessed" if trigger == "never_assessed" else f"{due_on.isoformat()}:{trigger}"
-    credit = account.state.credit
-    if credit.last_review_id == review_id:
+    return None if state.credit.last_review_id == review_id else (review_id, due_on, trigger)
+
+
+def record_review(account: CustomerAccount, ctx: CommandContext, policy: CreditPolicy, as_of: date) -> ce.CreditReviewDue | None:
+    pending = pending_review(account.state, policy, as_of)
+    if pending is None:
         return None
+    review_id, due_on, trigger = pending
+    credit = account.state.credit
     return account._record(ctx, ce.CreditReviewDue, review_id=review_id, due_on=due_on, trigger=trigger,
                            grade=credit.grade, last_assessed_on=credit.assessed_on)
 
@@ -86,6 +93,16 @@ def active_warnings(state: AccountState, policy: CreditPolicy, as_of: date, book
     if rules.grade_downgrade and grade and previous and policy.grade_rank(grade) > policy.grade_rank(previous):
         active["grade_downgrade"] = (previous, grade)
     return active
+
+
+def needs_update(state: AccountState, policy: CreditPolicy, as_of: date, book_ar_minor: int) -> bool:
+    """Would the warnings sweep record anything for this account (a warning or an
+    automatic hold to raise or clear)?"""
+    warnings = set(active_warnings(state, policy, as_of, book_ar_minor))
+    holds = set(automatic_hold_causes(state, policy, as_of))
+    automatic = {cause for cause, hold in state.credit.holds.items() if hold.automatic}
+    manual_blocks = holds & (set(state.credit.holds) - automatic)  # a cause held manually is not placed again
+    return warnings != set(state.credit.warnings) or (holds - manual_blocks) != automatic
 
 
 def reconcile_warnings(account: CustomerAccount, ctx: CommandContext, policy: CreditPolicy, as_of: date, book_ar_minor: int) -> list[ce.Event]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from functools import lru_cache
@@ -28,7 +29,7 @@ from domain import credit as cr
 from domain import credit_commands as cc
 from domain.account import CommandContext, CustomerAccount
 from domain.credit_events import POLICY_ID, CreditPolicyChanged
-from domain.credit_monitoring import herfindahl, reconcile_warnings, record_review, share_pct
+from domain.credit_monitoring import herfindahl, needs_update, pending_review, reconcile_warnings, record_review, share_pct
 from domain.errors import LedgerError, RuleViolation
 from domain.events import CustomerRegistered
 from domain.registry import event_id
@@ -40,7 +41,8 @@ log = structlog.get_logger("arledger.credit")
 
 ActivePolicy = tuple[CreditPolicy, int]  # the policy and its version (0: not recorded yet)
 _POLICY: ContextVar[ActivePolicy | None] = ContextVar("credit_policy", default=None)
-_fallback: list[Callable[[], ActivePolicy]] = []
+#: the most recently built service's policy source (weak: a closed app is not kept alive)
+_fallback: list[weakref.WeakMethod[Callable[[], ActivePolicy]]] = []
 
 
 def load_policy_file(path: str | Path) -> CreditPolicy:
@@ -85,9 +87,8 @@ def current_policy() -> ActivePolicy:
     active = _POLICY.get()
     if active is not None:
         return active
-    if _fallback:
-        return _fallback[-1]()
-    return default_policy(), 0
+    source = _fallback[-1]() if _fallback else None
+    return source() if source is not None else (default_policy(), 0)
 
 
 def _policy() -> CreditPolicy:
@@ -140,7 +141,7 @@ HANDLERS: dict[type[cmd.Command], Handler] = {
     cc.ReviewCredit: lambda a, ctx, c: record_review(a, ctx, _policy(), c.as_of),
     cc.EvaluateEarlyWarnings: _warnings,
     # the ledger's own command, now also bounded by the grade's maximum terms
-    cmd.SetPaymentTerms: lambda a, ctx, c: cr.set_terms(a, ctx, _policy(), payment_terms_days=c.payment_terms_days, reason=c.reason),
+    cmd.SetPaymentTerms: lambda a, ctx, c: cr.set_terms(a, ctx, _policy, payment_terms_days=c.payment_terms_days, reason=c.reason),
 }
 
 for _command, _handler in HANDLERS.items():
@@ -158,8 +159,7 @@ class CreditService:
         #: how long a process reuses the policy it read (a change elsewhere shows within this)
         self.policy_ttl = policy_ttl
         self._cached: tuple[float, ActivePolicy] | None = None
-        _fallback.append(self.active_policy)
-        del _fallback[:-1]  # one process, one store: keep only the latest
+        _fallback[:] = [weakref.WeakMethod(self.active_policy)]  # one process, one store: the latest
 
     # ---- the policy ------------------------------------------------------------------------
 
@@ -218,11 +218,14 @@ class CreditService:
         recorded = []
         token = _POLICY.set(self.active_policy())
         try:
+            policy = _policy()
             for customer_id in self.customer_ids():
+                pending = pending_review(self.ledger.account(customer_id).state, policy, as_of)
+                if pending is None:
+                    continue  # nothing due or already recorded: no command, no save
                 result = self.ledger.execute(cc.ReviewCredit(customer_id=customer_id, as_of=as_of), actor=actor)
                 if result.events:
-                    event = self.ledger.account(customer_id).state.credit
-                    recorded.append({"customer_id": customer_id, "review_id": event.last_review_id})
+                    recorded.append({"customer_id": customer_id, "review_id": pending[0]})
         finally:
             _POLICY.reset(token)
         return recorded
@@ -243,8 +246,11 @@ class CreditService:
         changes: list[dict[str, Any]] = []
         token = _POLICY.set(self.active_policy())
         try:
+            policy = _policy()
             for currency, amounts in book.items():
                 for customer_id in amounts:
+                    if not needs_update(self.ledger.account(customer_id).state, policy, as_of, totals[currency]):
+                        continue
                     command = cc.EvaluateEarlyWarnings(customer_id=customer_id, as_of=as_of, book_ar_minor=totals[currency])
                     result = self.ledger.execute(command, actor=actor)
                     changes += [{"customer_id": customer_id, "event": ref.type} for ref in result.events]

@@ -173,9 +173,12 @@ def test_limit_increase_above_threshold_needs_a_second_actor(account):
 
 def test_limit_above_grade_cap_and_terms_above_grade_maximum_are_refused(account):
     refused(lambda: cr.set_limit(account, ctx(), POLICY, limit_minor=50_000_001, reason="x"), "limit_minor", "within_grade_cap", account)
-    refused(lambda: cr.set_terms(account, ctx(), POLICY, payment_terms_days=61), "payment_terms_days", "within_grade_maximum", account)
-    cr.set_terms(account, ctx(), POLICY, payment_terms_days=60)
+    refused(lambda: cr.set_terms(account, ctx(), lambda: POLICY, payment_terms_days=61), "payment_terms_days", "within_grade_maximum", account)
+    cr.set_terms(account, ctx(), lambda: POLICY, payment_terms_days=60)
     assert account.state.payment_terms_days == 60
+    never_assessed = CustomerAccount.register(ctx(), customer_id="C9", name="New", currency="EUR")
+    cr.set_terms(never_assessed, ctx(), lambda: POLICY, payment_terms_days=90)  # no grade, no grade maximum
+    assert never_assessed.state.payment_terms_days == 90
 
 
 def test_held_order_released_only_by_someone_else(account):
