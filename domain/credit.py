@@ -163,11 +163,9 @@ def record_cover(account: CustomerAccount, ctx: CommandContext, *, kind: str, co
     check_positive_amount(covered_minor, "covered_minor")
     if valid_until is not None and valid_until < valid_from:
         raise RuleViolation("valid_until", "not_before_valid_from", f"{valid_until} is before {valid_from}")
-    if kind == "insurance":
-        return account._record(ctx, ce.CreditInsuranceRecorded, cover_id=cover_id, insurer=provider, currency=currency,
-                               covered_minor=covered_minor, valid_from=valid_from, valid_until=valid_until)
-    return account._record(ctx, ce.GuaranteeRecorded, cover_id=cover_id, guarantor=provider, currency=currency,
-                           covered_minor=covered_minor, valid_from=valid_from, valid_until=valid_until)
+    cls, provider_field = (ce.CreditInsuranceRecorded, "insurer") if kind == "insurance" else (ce.GuaranteeRecorded, "guarantor")
+    return account._record(ctx, cls, cover_id=cover_id, currency=currency, covered_minor=covered_minor, valid_from=valid_from,
+                           valid_until=valid_until, **{provider_field: provider})
 
 
 # ---- sales orders and the credit check ------------------------------------------------------
@@ -377,12 +375,9 @@ def _limit_set(s: AccountState, e: ce.CreditLimitSet) -> None:
     s.credit.limit_minor = e.limit_minor
 
 
-def _insured(s: AccountState, e: ce.CreditInsuranceRecorded) -> None:
-    s.credit.covers[e.cover_id] = CoverState(kind="insurance", provider=e.insurer, covered_minor=e.covered_minor, valid_from=e.valid_from, valid_until=e.valid_until)
-
-
-def _guaranteed(s: AccountState, e: ce.GuaranteeRecorded) -> None:
-    s.credit.covers[e.cover_id] = CoverState(kind="guarantee", provider=e.guarantor, covered_minor=e.covered_minor, valid_from=e.valid_from, valid_until=e.valid_until)
+def _covered(s: AccountState, e: ce.CreditInsuranceRecorded | ce.GuaranteeRecorded) -> None:
+    kind, provider = ("insurance", e.insurer) if isinstance(e, ce.CreditInsuranceRecorded) else ("guarantee", e.guarantor)
+    s.credit.covers[e.cover_id] = CoverState(kind=kind, provider=provider, covered_minor=e.covered_minor, valid_from=e.valid_from, valid_until=e.valid_until)
 
 
 def _order_placed(s: AccountState, e: ce.SalesOrderPlaced) -> None:
@@ -444,8 +439,8 @@ for _type, _applier in {
     ce.CreditLimitIncreaseApproved: _limit_decided("approved"),
     ce.CreditLimitIncreaseRejected: _limit_decided("rejected"),
     ce.CreditLimitSet: _limit_set,
-    ce.CreditInsuranceRecorded: _insured,
-    ce.GuaranteeRecorded: _guaranteed,
+    ce.CreditInsuranceRecorded: _covered,
+    ce.GuaranteeRecorded: _covered,
     ce.SalesOrderPlaced: _order_placed,
     ce.SalesOrderCancelled: lambda s, e: _close_order(s, e.order_id, "cancelled"),
     ce.SalesOrderInvoiced: lambda s, e: _close_order(s, e.order_id, "invoiced"),

@@ -48,24 +48,23 @@ class RejectCreditLimitIncrease(Command, frozen=True, kw_only=True):
     reason: Reason
 
 
-class RecordCreditInsurance(Command, frozen=True, kw_only=True):
+class RecordCover(Command, frozen=True, kw_only=True):
+    """Base of the two covers; the covered amount reduces net exposure while valid."""
+
     customer_id: Code
     cover_id: Code
+    currency: Currency
+    covered_minor: Minor
+    valid_from: date
+    valid_until: date | None = None
+
+
+class RecordCreditInsurance(RecordCover, frozen=True, kw_only=True):
     insurer: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    currency: Currency
-    covered_minor: Minor
-    valid_from: date
-    valid_until: date | None = None
 
 
-class RecordGuarantee(Command, frozen=True, kw_only=True):
-    customer_id: Code
-    cover_id: Code
+class RecordGuarantee(RecordCover, frozen=True, kw_only=True):
     guarantor: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    currency: Currency
-    covered_minor: Minor
-    valid_from: date
-    valid_until: date | None = None
 
 
 class PlaceSalesOrder(Command, frozen=True, kw_only=True):

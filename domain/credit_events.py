@@ -99,22 +99,23 @@ class CreditLimitIncreaseRejected(AccountEvent, frozen=True, kw_only=True):
     reason: str
 
 
-class CreditInsuranceRecorded(AccountEvent, frozen=True, kw_only=True):
+class CoverEvent(AccountEvent, frozen=True, kw_only=True):
+    """Cover of the account's receivables (not itself an event type): while valid, the
+    covered amount reduces net exposure."""
+
     cover_id: str
+    currency: Currency
+    covered_minor: PositiveMinor
+    valid_from: date
+    valid_until: date | None = None
+
+
+class CreditInsuranceRecorded(CoverEvent, frozen=True, kw_only=True):
     insurer: str
-    currency: Currency
-    covered_minor: PositiveMinor
-    valid_from: date
-    valid_until: date | None = None
 
 
-class GuaranteeRecorded(AccountEvent, frozen=True, kw_only=True):
-    cover_id: str
+class GuaranteeRecorded(CoverEvent, frozen=True, kw_only=True):
     guarantor: str
-    currency: Currency
-    covered_minor: PositiveMinor
-    valid_from: date
-    valid_until: date | None = None
 
 
 class SalesOrderPlaced(AccountEvent, frozen=True, kw_only=True):
