@@ -245,3 +245,46 @@ def test_herfindahl_index():
     assert herfindahl([50, 50]) == Decimal("0.5000")
     assert herfindahl([70, 20, 10]) == Decimal("0.5400")
     assert herfindahl([]) == Decimal(0)
+
+
+def test_cancelled_and_rejected_orders_leave_exposure(account):
+    cr.place_order(account, ctx("sales"), order_id="SO-1", currency="EUR", amount_minor=800_000, ordered_on=date(2026, 1, 10))
+    cr.place_order(account, ctx("sales"), order_id="SO-2", currency="EUR", amount_minor=150_000, ordered_on=date(2026, 1, 10))
+    assert account.state.credit.open_orders_minor == 950_000
+    cr.cancel_order(account, ctx("sales"), order_id="SO-2", cancelled_on=date(2026, 1, 11), reason="customer changed mind")
+    assert account.state.credit.open_orders_minor == 800_000
+    assert cr.check_order(account, ctx("sales"), POLICY, order_id="SO-1", checked_on=date(2026, 1, 11)).decision == "hold"
+    cr.reject_order(account, ctx("manager"), POLICY, order_id="SO-1", reason="too much for now")
+    assert account.state.credit.open_orders_minor == 0 and account.state.credit.orders["SO-1"].status == "rejected"
+    refused(lambda: cr.cancel_order(account, ctx(), order_id="SO-1", cancelled_on=date(2026, 1, 12), reason="x"), "order_id", "is_open", account)
+    refused(lambda: cr.check_order(account, ctx(), POLICY, order_id="SO-1", checked_on=date(2026, 1, 12)), "order_id", "is_open", account)
+
+
+def test_only_approved_orders_are_invoiced(account):
+    cr.place_order(account, ctx(), order_id="SO-1", currency="EUR", amount_minor=100_000, ordered_on=date(2026, 1, 10))
+    refused(lambda: cr.invoice_order(account, ctx(), order_id="SO-1", invoice_number="INV-9", issue_date=date(2026, 1, 10)), "order_id", "is_approved", account)
+
+
+def test_credit_managers_listed_in_the_policy_decide_holds(account):
+    import msgspec
+
+    policy = msgspec.structs.replace(POLICY, checks=msgspec.structs.replace(POLICY.checks, credit_managers=("carol",)))
+    cr.place_order(account, ctx("sales"), order_id="SO-1", currency="EUR", amount_minor=800_000, ordered_on=date(2026, 1, 10))
+    cr.check_order(account, ctx("sales"), policy, order_id="SO-1", checked_on=date(2026, 1, 10))
+    refused(lambda: cr.release_order(account, ctx("bob"), policy, order_id="SO-1", reason="ok"), "actor", "credit_manager", account)
+    cr.release_order(account, ctx("carol"), policy, order_id="SO-1", reason="ok")
+
+
+def test_order_and_cover_input_rules(account):
+    refused(lambda: cr.place_order(account, ctx(), order_id="SO-1", currency="USD", amount_minor=100, ordered_on=date(2026, 1, 1)), "currency", "currency_match", account)
+    refused(lambda: cr.place_order(account, ctx(), order_id="SO-1", currency="EUR", amount_minor=0, ordered_on=date(2026, 1, 1)), "amount_minor", "positive", account)
+    refused(lambda: cr.record_cover(account, ctx(), kind="guarantee", cover_id="G", provider="Bank", currency="EUR", covered_minor=100,
+                                    valid_from=date(2026, 2, 1), valid_until=date(2026, 1, 1)), "valid_until", "not_before_valid_from", account)
+    refused(lambda: cr.set_limit(account, ctx(), POLICY, limit_minor=-1, reason="x"), "limit_minor", "non_negative_minor", account)
+
+
+def test_limit_increase_rejected_keeps_the_old_limit(account):
+    request = cr.set_limit(account, ctx("alice"), POLICY, limit_minor=3_000_000, reason="big order")
+    cr.reject_limit(account, ctx("bob"), request_id=request.request_id, reason="accounts too thin")
+    assert account.state.credit.limit_minor == 1_000_000
+    assert account.state.credit.limit_requests[request.request_id].status == "rejected"
