@@ -73,6 +73,10 @@ def indicators_of(financial: ce.FinancialIndicators, operating_state: str, behav
 def assess(account: CustomerAccount, ctx: CommandContext, policy: CreditPolicy, *, assessed_on: date,
            financial: ce.FinancialIndicators, operating_state: str, behaviour: ce.PaymentBehaviour) -> ce.CreditAssessed:
     _text(operating_state, "operating_state", max_len=64)
+    if behaviour.average_days_late < 0:
+        raise RuleViolation("behaviour.average_days_late", "non_negative", "must be 0 or more")
+    if not 0 <= behaviour.share_paid_late <= 1:
+        raise RuleViolation("behaviour.share_paid_late", "share", "must be a share from 0 to 1 (0.25 = 25 %)")
     result = score(policy.scorecard, indicators_of(financial, operating_state, behaviour))
     event = account._record(
         ctx, ce.CreditAssessed, assessed_on=assessed_on, financial=financial, operating_state=operating_state, behaviour=behaviour,

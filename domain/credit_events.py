@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID, uuid5
 
 import msgspec
@@ -24,6 +24,7 @@ from domain.scorecard import CreditPolicy, FactorScore
 POLICY_ID: UUID = uuid5(NAMESPACE, "credit-policy")
 
 Decision = Literal["approve", "hold", "reject"]
+Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class FinancialIndicators(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -32,7 +33,7 @@ class FinancialIndicators(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     current_ratio: Decimal | None = None
     debt_ratio: Decimal | None = None
     profitability: Decimal | None = None  # net margin, 0.05 = 5 %
-    years_trading: int | None = None
+    years_trading: Count | None = None
     external_rating: str | None = None
 
 
@@ -41,10 +42,10 @@ class PaymentBehaviour(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
     average_days_late: Decimal = Decimal(0)
     share_paid_late: Decimal = Decimal(0)  # 0.25 = a quarter of invoices settled late
-    broken_promises: int = 0
-    disputes: int = 0
-    overdue_minor: int = 0
-    overdue_days: int = 0  # days past due of the oldest overdue item now
+    broken_promises: Count = 0
+    disputes: Count = 0
+    overdue_minor: Count = 0
+    overdue_days: Count = 0  # days past due of the oldest overdue item now
 
 
 class CreditAssessed(AccountEvent, frozen=True, kw_only=True):

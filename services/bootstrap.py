@@ -31,4 +31,4 @@ def bootstrap(settings: Settings | None = None, *, clock: Callable[[], datetime]
         configure_logging(settings)
     store = LedgerStore(settings)
     ledger = LedgerService(store, clock=clock)
-    return App(settings=settings, store=store, ledger=ledger, credit=CreditService(store, ledger))
+    return App(settings=settings, store=store, ledger=ledger, credit=CreditService(store, ledger, policy_file=settings.scorecard or None))

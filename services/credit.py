@@ -1,7 +1,8 @@
 """The credit service: the active policy, the credit command handlers, and the sweeps.
 
 The policy is ledger-wide: the latest ``CreditPolicyChanged`` in the store, or - before
-one was recorded - the file named by ``ARLEDGER_SCORECARD`` (or ``--policy``), or the
+one was recorded - the file named by ``ARLEDGER_SCORECARD`` (settings ``scorecard``, or
+``--policy``), or the
 default shipped with arledger (``services/credit_policy.toml``). The account handlers
 get it from :data:`_POLICY`, which :meth:`CreditService.execute` sets around each command,
 so the domain functions receive the policy as a plain argument.
@@ -9,7 +10,6 @@ so the domain functions receive the policy as a plain argument.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 import weakref
@@ -60,7 +60,6 @@ def load_policy_file(path: str | Path) -> CreditPolicy:
 
 def default_policy(path: str | None = None) -> CreditPolicy:
     """The policy file in force before a policy is recorded (parsed once per file version)."""
-    path = path or os.environ.get("ARLEDGER_SCORECARD")
     if path:
         try:
             modified = Path(path).stat().st_mtime_ns

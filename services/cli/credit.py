@@ -46,7 +46,7 @@ COMMANDS: dict[str, type[cc.Command]] = {
 
 def _service(args: argparse.Namespace) -> tuple[Any, CreditService]:
     app = app_from(args)
-    return app, CreditService(app.store, app.ledger, policy_file=args.policy)
+    return app, CreditService(app.store, app.ledger, policy_file=args.policy or app.settings.scorecard or None)
 
 
 def _nested(cls: type[cc.Command]) -> dict[str, type[msgspec.Struct]]:

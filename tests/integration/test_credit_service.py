@@ -100,3 +100,13 @@ def test_sweeps_are_idempotent(app, credit):
     assert report["concentration"]["EUR"]["herfindahl"] == "0.6250"
     position = app.store.max_position()
     assert credit.warnings(date(2026, 3, 15), actor="clock")["recorded"] == [] and app.store.max_position() == position
+
+
+def test_scorecard_setting_names_the_policy_file(make_app, tmp_path):
+    from importlib import resources
+
+    path = tmp_path / "policy.toml"
+    path.write_text(resources.files("services").joinpath("credit_policy.toml").read_text().replace("A = 80", "A = 85", 1))
+    app = make_app(scorecard=str(path))
+    policy, version = app.credit.active_policy()
+    assert (policy.scorecard.cutoffs["A"], version) == (85, 0)

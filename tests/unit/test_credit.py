@@ -288,3 +288,8 @@ def test_limit_increase_rejected_keeps_the_old_limit(account):
     cr.reject_limit(account, ctx("bob"), request_id=request.request_id, reason="accounts too thin")
     assert account.state.credit.limit_minor == 1_000_000
     assert account.state.credit.limit_requests[request.request_id].status == "rejected"
+
+
+def test_payment_behaviour_inputs_are_checked(account):
+    refused(lambda: cr.assess(account, ctx(), POLICY, assessed_on=date(2026, 2, 1), financial=ce.FinancialIndicators(), operating_state="normal",
+                              behaviour=ce.PaymentBehaviour(share_paid_late=Decimal("1.5"))), "behaviour.share_paid_late", "share", account)
