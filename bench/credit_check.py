@@ -111,7 +111,7 @@ def main() -> None:
             decisions[checked.decision] = decisions.get(checked.decision, 0) + 1
         for n in picks[half:]:  # the command: the same, and the decision saved (durable commit)
             t0 = time.perf_counter()
-            credit.execute(cc.CheckOrderCredit(order_id=f"SO-{n}", checked_on=DAY), actor="bench")
+            credit.execute(cc.CheckOrderCredit(order_id=f"SO-{n}", checked_on=DAY), actor="bench")  # order id only: resolved
             command_ms.append((time.perf_counter() - t0) * 1000)
         for label, samples in (("answer (resolve order, load account, decide)", answer_ms),
                                ("decision alone on the loaded account", decide_ms),

@@ -81,9 +81,12 @@ class PlaceSalesOrder(Command, frozen=True, kw_only=True):
 
 
 class CheckOrderCredit(Command, frozen=True, kw_only=True):
+    """Check (or re-check) an order. Naming the customer saves the look-up of the order."""
+
     targets: ClassVar[tuple[str, str] | None] = ("sales_order", "order_id")
     order_id: Code
     checked_on: date
+    customer_id: Code | None = None
 
 
 class ReleaseHeldOrder(Command, frozen=True, kw_only=True):
