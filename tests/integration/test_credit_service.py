@@ -110,3 +110,20 @@ def test_scorecard_setting_names_the_policy_file(make_app, tmp_path):
     app = make_app(scorecard=str(path))
     policy, version = app.credit.active_policy()
     assert (policy.scorecard.cutoffs["A"], version) == (85, 0)
+
+
+def test_covers_and_holds_are_recorded_and_drive_the_check(app, credit):
+    insured = credit.execute(cc.RecordCreditInsurance(customer_id="C1", cover_id="INS-1", insurer="Coface", currency="EUR", covered_minor=200_000,
+                                                      valid_from=date(2026, 1, 1)), actor="alice")
+    assert types(insured) == ["CreditInsuranceRecorded"]
+    approved = credit.execute(cc.PlaceSalesOrder(customer_id="C1", order_id="SO-1", currency="EUR", amount_minor=850_000, ordered_on=date(2026, 1, 5)), actor="sales")
+    assert types(approved) == ["SalesOrderPlaced", "OrderCreditChecked"]  # 1,150,000 less 200,000 cover: within 1,000,000
+    assert app.ledger.account("C1").state.credit.orders["SO-1"].status == "approved"
+    credit.execute(cc.PlaceCreditHold(customer_id="C1", reason="insolvency rumours", placed_on=date(2026, 1, 6)), actor="alice")
+    held = credit.execute(cc.PlaceSalesOrder(customer_id="C1", order_id="SO-2", currency="EUR", amount_minor=1, ordered_on=date(2026, 1, 6)), actor="sales")
+    state = app.ledger.account("C1").state.credit
+    assert state.orders["SO-2"].status == "held" and state.holds["manual"].reason == "insolvency rumours" and len(held.events) == 2
+    released = credit.execute(cc.ReleaseCreditHold(customer_id="C1", reason="rumours false", released_on=date(2026, 1, 7)), actor="alice")
+    assert types(released) == ["CreditHoldReleased"]
+    checked = credit.execute(cc.CheckOrderCredit(order_id="SO-2", checked_on=date(2026, 1, 7), customer_id="C1"), actor="sales")
+    assert types(checked) == ["OrderCreditChecked"] and app.ledger.account("C1").state.credit.orders["SO-2"].status == "approved"
