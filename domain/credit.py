@@ -20,6 +20,7 @@ from domain.credit_check import check, figures
 from domain.credit_state import CoverState, HoldState, LimitRequestState, OrderState, Signal, WarningState
 from domain.errors import AlreadyExists, NotFound, RuleViolation
 from domain.money import check_currency, check_positive_amount
+from domain.risk import RiskProfile
 from domain.scorecard import CreditPolicy, Indicators, score
 
 # ---- figures read from the account ----------------------------------------------------------
@@ -64,6 +65,20 @@ def indicators_of(financial: ce.FinancialIndicators, operating_state: str, behav
         years_trading=dec(financial.years_trading), external_rating=financial.external_rating, operating_state=operating_state,
         average_days_late=behaviour.average_days_late, share_paid_late=behaviour.share_paid_late,
         broken_promises=dec(behaviour.broken_promises), disputes=dec(behaviour.disputes), overdue_days=dec(behaviour.overdue_days),
+    )
+
+
+def behaviour_from_profile(profile: RiskProfile, *, broken_promises: int = 0) -> ce.PaymentBehaviour:
+    """The payment-behaviour inputs of an assessment, read off a customer's risk profile
+    (broken promises come from collections, which the profile does not see)."""
+    oldest = profile.oldest_overdue
+    return ce.PaymentBehaviour(
+        average_days_late=profile.payment.average_days_late or Decimal(0),
+        share_paid_late=profile.payment.share_invoices_late or Decimal(0),
+        broken_promises=broken_promises,
+        disputes=profile.open_disputes_count,
+        overdue_minor=profile.overdue_minor,
+        overdue_days=oldest.days_past_due if oldest is not None else 0,
     )
 
 

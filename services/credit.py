@@ -28,12 +28,16 @@ from domain import commands as cmd
 from domain import credit as cr
 from domain import credit_commands as cc
 from domain.account import CommandContext, CustomerAccount
-from domain.credit_events import POLICY_ID, CreditPolicyChanged
+from domain.credit_events import POLICY_ID, CreditPolicyChanged, PaymentBehaviour
 from domain.credit_monitoring import herfindahl, needs_update, pending_review, reconcile_warnings, record_review, share_pct
 from domain.errors import LedgerError, RuleViolation
 from domain.events import CustomerRegistered
 from domain.registry import event_id
 from domain.scorecard import CreditPolicy, decode_policy
+from projections.ar_items import ArItemsProjection
+from projections.db import ViewDatabase
+from projections.risk import customer_profile, resolve_cut
+from projections.runner import PositionMoved, ProjectionRunner
 from services.ledger import CommandResult, LedgerService, register_handler
 from services.persistence import LedgerStore, topic_of
 
@@ -189,6 +193,22 @@ class CreditService:
         self._cached = (time.monotonic(), (policy, version + 1))
         log.info("credit_policy_changed", version=version + 1, actor=actor)
         return event
+
+    def behaviour_from_risk(self, customer_id: str, as_of: date, *, broken_promises: int = 0) -> PaymentBehaviour:
+        """Payment behaviour from the customer's risk profile on ``as_of`` (the ``ar_items``
+        view is caught up to the head of the stream first)."""
+        db = ViewDatabase(self.store.settings.resolved_database_url)
+        try:
+            runner = ProjectionRunner(self.store, db, [ArItemsProjection()])
+            runner.setup()
+            try:
+                runner.catch_up()
+            except PositionMoved:  # a worker is advancing the view right now: read at its position
+                pass
+            profile = customer_profile(db, customer_id, resolve_cut(db, as_of), trend_months=0)
+        finally:
+            db.close()
+        return cr.behaviour_from_profile(profile, broken_promises=broken_promises)
 
     # ---- commands --------------------------------------------------------------------------
 

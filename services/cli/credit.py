@@ -81,9 +81,14 @@ def _decisions(app: Any, customer_id: str, result: Any) -> list[dict[str, Any]]:
 
 
 def _run_command(cls: type[cc.Command], args: argparse.Namespace) -> int:
-    command = convert(_raw(cls, args), cls)
+    raw = _raw(cls, args)
     app, service = _service(args)
     try:
+        if getattr(args, "from_risk_profile", False):  # assess: behaviour from the risk profile, flags override
+            command = convert(raw, cls)
+            behaviour = service.behaviour_from_risk(command.customer_id, command.assessed_on)
+            raw["behaviour"] = {**msgspec.to_builtins(behaviour), **raw.get("behaviour", {})}
+        command = convert(raw, cls)
         result = service.execute(command, actor=actor_from(args), idempotency_key=args.idempotency_key)
         checks = _decisions(app, result.customer_id, result)
     finally:
@@ -161,6 +166,9 @@ def _add_command(sub: argparse._SubParsersAction, name: str, cls: type[cc.Comman
                             help="required" if field.required else "optional")
         for sub_field in nested[field.name].__struct_fields__ if field.name in nested else ():
             parser.add_argument("--" + sub_field.replace("_", "-"), dest=f"{field.name}__{sub_field}", help=f"{field.name}.{sub_field}")
+    if cls is cc.AssessCredit:
+        parser.add_argument("--from-risk-profile", action="store_true",
+                            help="take the payment behaviour from the customer's risk profile on --assessed-on (behaviour flags override)")
     parser.add_argument("--json", help="the whole command as a JSON object (flags override its fields)")
     parser.add_argument("--idempotency-key", help="repeat-safe key: the same key and body record nothing new")
     parser.set_defaults(handler=lambda args, cls=cls: _run_command(cls, args))

@@ -63,6 +63,8 @@ def test_credit_commands_policy_and_events_match_the_schema(tmp_path, run):
     report = json.loads(run(["credit", "backtest", "--policy", shipped, "--from", "2026-01-01", "--to", "2026-12-31", "--json"], tmp_path, check=True).stdout)
     assert report["checks"] == 1 and report["changed"] == []
 
+    run(["credit", "assess", "--customer-id", "C1", "--assessed-on", "2026-03-20", "--from-risk-profile", "--broken-promises", "1"], tmp_path, check=True)
+
     import sqlite3
 
     schema = json.loads(run(["schema"], tmp_path, check=True).stdout)
@@ -72,6 +74,10 @@ def test_credit_commands_policy_and_events_match_the_schema(tmp_path, run):
     assert {"CreditAssessed", "CreditLimitIncreaseApproved", "OrderCreditChecked", "HeldOrderReleased", "CreditReviewDue"} <= {e["type"] for e in credit_events}
     for event in credit_events:
         validator.validate(event)
+    reassessed = [e for e in credit_events if e["type"] == "CreditAssessed"][-1]
+    # INV-1 (due 2026-02-14) is 34 days overdue on 03-20; the promise count came from the flag
+    assert reassessed["behaviour"] == {"average_days_late": "0", "share_paid_late": "0", "broken_promises": 1, "disputes": 0,
+                                       "overdue_minor": 300000, "overdue_days": 34}
 
 
 def test_bad_policy_file_names_the_key(tmp_path, run):

@@ -127,3 +127,13 @@ def test_covers_and_holds_are_recorded_and_drive_the_check(app, credit):
     assert types(released) == ["CreditHoldReleased"]
     checked = credit.execute(cc.CheckOrderCredit(order_id="SO-2", checked_on=date(2026, 1, 7), customer_id="C1"), actor="sales")
     assert types(checked) == ["OrderCreditChecked"] and app.ledger.account("C1").state.credit.orders["SO-2"].status == "approved"
+
+
+def test_payment_behaviour_taken_from_the_risk_profile(app, credit):
+    # INV-1 (300,000.00 due 2026-01-31) paid 10 days late; INV-2 open and overdue 20 days on 03-22
+    app.ledger.execute(c.ReceivePayment(customer_id="C1", payment_id="P1", currency="EUR", amount_minor=300_000, value_date=date(2026, 2, 10)), actor="alice")
+    app.ledger.execute(c.AllocatePayment(payment_id="P1"), actor="alice")
+    app.ledger.execute(c.IssueInvoice(customer_id="C1", invoice_number="INV-2", currency="EUR", amount_minor=50_000, issue_date=date(2026, 1, 31)), actor="alice")
+    behaviour = credit.behaviour_from_risk("C1", date(2026, 3, 22), broken_promises=2)
+    assert (behaviour.average_days_late, behaviour.share_paid_late, behaviour.broken_promises) == (Decimal(10), Decimal(1), 2)
+    assert (behaviour.overdue_minor, behaviour.overdue_days, behaviour.disputes) == (50_000, 20, 0)
