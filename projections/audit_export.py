@@ -206,9 +206,25 @@ def check_export(lines: Iterable[str]) -> list[str]:
             problems.append(f"position {r['position']}: the event text does not hash to event_sha256")
         if chain_step(bytes.fromhex(r["prev_chain_hash"]), bytes.fromhex(r["event_sha256"]), r["position"]).hex() != r["chain_hash"]:
             problems.append(f"position {r['position']}: chain_hash is not sha256(prev_chain_hash || event_sha256 || position)")
+        problems.extend(f"position {r['position']}: {name} differs from the event text" for name in _columns_against_event(r))
         if linked and r["prev_chain_hash"] != prev_chain:
             problems.append(f"position {r['position']}: does not link to the row before it (a row is missing or moved)")
         prev_chain = r["chain_hash"]
     if linked and head["chain_head"] and prev_chain != head["chain_head"]["chain_hash"]:
         problems.append("the last row's chain_hash differs from the header's chain_head")
     return problems
+
+
+_SAME_AS_EVENT = ("event_id", "type", "originator_id", "originator_version", "actor", "correlation_id", "causation_id", "customer_id")
+
+
+def _columns_against_event(row: dict[str, Any]) -> list[str]:
+    """Identity columns of a row that do not say what its event text says."""
+    try:
+        event = msgspec.json.decode(row["event"] or "")
+    except msgspec.DecodeError:
+        return ["event"]
+    differ = [name for name in _SAME_AS_EVENT if name in event and str(event[name]) != str(row[name])]
+    if "recorded_at" in event and parse_time(event["recorded_at"]) != row["recorded_at"]:
+        differ.append("recorded_at")
+    return differ

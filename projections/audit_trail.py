@@ -162,21 +162,27 @@ class AuditTrail(Projection):
         prev = bytes.fromhex(last[0]) if last else GENESIS
         rows: list[tuple[Any, ...]] = []
         links: list[tuple[str, int]] = []
-        sha256 = hashlib.sha256
         for env in batch:
-            e = env.event
-            digest = sha256(env.state).digest()
-            prev = sha256(prev + digest + env.position.to_bytes(8, "big")).digest()
-            invoice, ref, day, linked = describe(e)
-            shape = shape_of(type(e))
-            rows.append((
-                env.position, str(e.event_id), shape.type, env.topic, shape.public, str(e.originator_id), e.originator_version,
-                getattr(e, "customer_id", None), invoice, ref, e.actor, utc_text(e.recorded_at), day,
-                str(e.correlation_id), str(e.causation_id), digest.hex(), prev.hex(),
-            ))
+            row, linked, prev = trail_row(env.position, env.topic, env.state, env.event, prev)
+            rows.append(row)
             links.extend((number, env.position) for number in linked)
         tx.executemany(_INSERT, rows)
         tx.executemany(_INSERT_INVOICE, links)
+
+
+def trail_row(position: int, topic: str, state: bytes, event: Any, prev: bytes) -> tuple[tuple[Any, ...], set[str], bytes]:
+    """The trail row (``COLUMNS`` order) of one stored event chained after ``prev``, the
+    invoices it touches, and its raw chain hash. ``verify`` recomputes rows with it too."""
+    digest = hashlib.sha256(state).digest()
+    chain = hashlib.sha256(prev + digest + position.to_bytes(8, "big")).digest()
+    invoice, ref, day, linked = describe(event)
+    shape = shape_of(type(event))
+    row = (
+        position, str(event.event_id), shape.type, topic, shape.public, str(event.originator_id), event.originator_version,
+        getattr(event, "customer_id", None), invoice, ref, event.actor, utc_text(event.recorded_at), day,
+        str(event.correlation_id), str(event.causation_id), digest.hex(), chain.hex(),
+    )
+    return row, linked, chain
 
 
 def trail_head(db: Any, at_position: int | None = None) -> tuple[int, str] | None:
