@@ -170,17 +170,39 @@ class AuditTrail(Projection):
         tx.executemany(_INSERT_INVOICE, links)
 
 
+class _Ids(msgspec.Struct):
+    """The identity fields exactly as the canonical JSON spells them (no UUID round trip)."""
+
+    event_id: str
+    originator_id: str
+    correlation_id: str
+    causation_id: str
+    recorded_at: str
+
+
+_decode_ids = msgspec.json.Decoder(_Ids).decode
+
+
+def _recorded_text(text: str) -> str:
+    """msgspec writes UTC as ``...Z`` with a fraction only when non-zero: widen it to
+    :func:`utc_text`'s fixed width without parsing (other offsets take the slow path)."""
+    if text[-1:] == "Z" and len(text) in (20, 27):
+        return (text[:-1] if len(text) == 27 else text[:-1] + ".000000") + "+00:00"
+    return utc_text(datetime.fromisoformat(text))
+
+
 def trail_row(position: int, topic: str, state: bytes, event: Any, prev: bytes) -> tuple[tuple[Any, ...], set[str], bytes]:
     """The trail row (``COLUMNS`` order) of one stored event chained after ``prev``, the
     invoices it touches, and its raw chain hash. ``verify`` recomputes rows with it too."""
     digest = hashlib.sha256(state).digest()
     chain = hashlib.sha256(prev + digest + position.to_bytes(8, "big")).digest()
+    ids = _decode_ids(state)
     invoice, ref, day, linked = describe(event)
     shape = shape_of(type(event))
     row = (
-        position, str(event.event_id), shape.type, topic, shape.public, str(event.originator_id), event.originator_version,
-        getattr(event, "customer_id", None), invoice, ref, event.actor, utc_text(event.recorded_at), day,
-        str(event.correlation_id), str(event.causation_id), digest.hex(), chain.hex(),
+        position, ids.event_id, shape.type, topic, shape.public, ids.originator_id, event.originator_version,
+        getattr(event, "customer_id", None), invoice, ref, event.actor, _recorded_text(ids.recorded_at), day,
+        ids.correlation_id, ids.causation_id, digest.hex(), chain.hex(),
     )
     return row, linked, chain
 

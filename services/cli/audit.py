@@ -43,7 +43,7 @@ def _open(args: argparse.Namespace, stack: ExitStack) -> tuple[Any, ViewDatabase
 
 def _verify_report(args: argparse.Namespace, stack: ExitStack, anchor: Anchor | None = None) -> Report:
     app, db, runner = _open(args, stack)
-    return verify(StoredRows(app.store.recorder), db, runner.position(AuditTrail.name), anchor)
+    return verify(StoredRows(app.store.recorder), db, runner.position(AuditTrail.name), anchor, deep=not getattr(args, "fast", False))
 
 
 def _print_report(report: Report) -> None:
@@ -121,6 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = sub.add_parser("verify", help="check every stored event against the hash chain (exit 1 when tampered)")
     check.add_argument("--expect-head", metavar="HASH@POSITION", help="an anchor recorded earlier by `arledger audit anchor`")
     check.add_argument("--catch-up", action="store_true", help="bring the audit trail up to the head of the stream first")
+    check.add_argument("--fast", action="store_true", help="hashes, links and versions only; skip re-deriving the descriptive columns")
     check.add_argument("--json", action="store_true")
     check.set_defaults(handler=_verify)
     anchor = sub.add_parser("anchor", help="verify, then print the chain head HASH@POSITION to record outside the database")
