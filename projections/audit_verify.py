@@ -76,6 +76,23 @@ class Report(msgspec.Struct, kw_only=True):
 _TRAIL_SQL = f"SELECT {', '.join(COLUMNS)} FROM audit_trail WHERE position > ? AND position <= ? ORDER BY position LIMIT ?"
 
 
+_LINKS_SQL = (
+    "SELECT position, invoice_number FROM audit_trail_invoices WHERE position <= ?"
+    " AND (position > ? OR (position = ? AND invoice_number > ?)) ORDER BY position, invoice_number LIMIT ?"
+)
+
+
+def _link_rows(db: Any, upto: int, batch: int = 10_000) -> Iterator[tuple[Any, ...]]:
+    """The invoice index in (position, invoice) order, paged on both keys."""
+    after: tuple[int, str] = (0, "")
+    while True:
+        rows = db.query(_LINKS_SQL, (upto, after[0], after[0], after[1], batch))
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1]
+
+
 def _trail_rows(db: Any, upto: int, batch: int = 10_000) -> Iterator[tuple[Any, ...]]:
     after = 0
     while True:
@@ -89,7 +106,9 @@ def _trail_rows(db: Any, upto: int, batch: int = 10_000) -> Iterator[tuple[Any, 
 class _Walk:
     """State of one verification pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, links: Iterator[tuple[Any, ...]] | None = None) -> None:
+        self.links = links
+        self.link = next(links, None) if links is not None else None
         self.problems: list[Problem] = []
         self.count = 0
         self.versions: dict[str, int] = {}
@@ -112,17 +131,34 @@ class _Walk:
         if chain_step(prev, bytes.fromhex(t[15]), t[0]).hex() != t[16]:
             self.add(t[0], "trail_altered", f"trail row of {_name(t)} does not chain to the row before it")
 
-    def rederive(self, prev: bytes, t: tuple[Any, ...], state: bytes) -> None:
+    def rederive(self, prev: bytes, t: tuple[Any, ...], state: bytes) -> set[str] | None:
         """The trail row equals what the projection writes for these stored bytes: every
-        column (actor, customer, dates, ids, hashes) and the link to the row before."""
+        column (actor, customer, dates, ids, hashes) and the link to the row before.
+        Returns the invoices the event touches (``None`` if it cannot be decoded)."""
         try:
             event = decode_event(t[3], state)
         except Exception:  # noqa: BLE001 - a topic edited in the trail; metadata check reports it
-            return
-        expected = trail_row(t[0], t[3], state, event, prev)[0]
+            return None
+        expected, linked, _ = trail_row(t[0], t[3], state, event, prev)
         if expected != t:
             changed = [f"{c}={t[i]!r} (event says {expected[i]!r})" for i, c in enumerate(COLUMNS) if expected[i] != t[i]]
             self.add(t[0], "trail_altered", "trail row differs from the stored event: " + ", ".join(changed))
+        return linked
+
+    def invoice_links(self, position: int, expected: set[str] | None) -> None:
+        """The invoice index rows of ``position`` are exactly the invoices its event touches
+        (so the ``--invoice`` export filter can neither hide nor add events)."""
+        if self.links is None:
+            return
+        found: set[str] = set()
+        while self.link is not None and self.link[0] <= position:
+            if self.link[0] < position:
+                self.add(self.link[0], "trail_altered", f"the invoice index has {self.link[1]!r} at a position the trail does not have")
+            else:
+                found.add(self.link[1])
+            self.link = next(self.links, None)
+        if expected is not None and found != expected:
+            self.add(position, "trail_altered", f"the invoice index lists {sorted(found)}, the event touches {sorted(expected)}")
 
 
 def _name(t: tuple[Any, ...]) -> str:
@@ -136,7 +172,7 @@ def verify(stored: StoredRows, db: Any, trail_position: int, anchor: Anchor | No
     events to re-derive the descriptive columns (actor, customer, dates...): faster."""
     started = time.perf_counter()
     store_head = stored.max_position()
-    walk = _Walk()
+    walk = _Walk(_link_rows(db, trail_position) if deep else None)
     sha256 = hashlib.sha256
     prev_trail = GENESIS
     head: Anchor | None = None
@@ -156,6 +192,7 @@ def verify(stored: StoredRows, db: Any, trail_position: int, anchor: Anchor | No
             s = next(store_iter, None)
             continue
         position, trail_sha, trail_chain = t[0], t[15], t[16]
+        linked: set[str] | None = None
         if s is None or position < s[0]:
             walk.chained(prev_trail, t)
             walk.add(position, "removed", f"the store has no event at this position; the trail recorded {_name(t)}")
@@ -170,16 +207,18 @@ def verify(stored: StoredRows, db: Any, trail_position: int, anchor: Anchor | No
                 walk.mismatched.setdefault(digest, position)
                 walk.add(position, "altered", f"stored bytes hash {digest}, the trail recorded {trail_sha} for {_name(t)}")
             elif deep:
-                walk.rederive(prev_trail, t, state)
+                linked = walk.rederive(prev_trail, t, state)
             else:
                 walk.chained(prev_trail, t)
             s = next(store_iter, None)
+        walk.invoice_links(position, linked)
         prev_trail = bytes.fromhex(trail_chain)
         head = Anchor(trail_chain, position)
         verified += 1
         if anchor is not None and position == anchor.position and trail_chain != anchor.chain_hash:
             walk.add(position, "anchor_mismatch", f"chain hash here is {trail_chain}, the anchor recorded {anchor.chain_hash}")
         t = next(trail_iter, None)
+    walk.invoice_links(trail_position + 1, None)  # index rows after the last trail row
     _check_anchor(walk, db, anchor, trail_position)
     _name_swaps(walk, db)
     walk.problems.sort(key=lambda p: p.position)

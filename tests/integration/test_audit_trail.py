@@ -231,3 +231,29 @@ def test_csv_and_jsonl_hold_the_same_rows_and_check_on_their_own(app, view_db, r
 def test_export_cannot_claim_a_position_the_trail_has_not_reached(app, view_db, ledger):
     with pytest.raises(ExportError):
         export(app, view_db, ledger, at=ledger.position("audit_trail") + 1)
+
+
+def test_the_invoice_index_cannot_hide_or_add_events(app, view_db, ledger):
+    credit = view_db.query("SELECT position FROM audit_trail WHERE type = 'CreditNoteIssued'")[0][0]
+    view_db.query("DELETE FROM audit_trail_invoices WHERE position = ? RETURNING position", (credit,))
+    view_db.query("INSERT INTO audit_trail_invoices (position, invoice_number) VALUES (1, 'INV-5') RETURNING position")
+    assert [r["type"] for r in jsonl_rows(export(app, view_db, ledger, invoice_number="INV-1"))] == ["InvoiceIssued"]
+    report = check(app, view_db, ledger)
+    assert [(p.position, p.kind) for p in report.problems] == [(1, "trail_altered"), (credit, "trail_altered")]
+    assert "'INV-5'" in report.problems[0].detail and "INV-1" in report.problems[1].detail
+
+
+def test_paged_reads_return_every_row_once(app, view_db, raw, ledger):
+    from projections.audit_verify import _link_rows, _trail_rows
+
+    app.ledger.execute(c.ReceivePayment(customer_id="ACME", payment_id="PAY-2", currency="EUR", amount_minor=200,
+                                        value_date=date(2026, 2, 2)), actor="cashier")
+    for number in ("INV-1", "INV-3"):
+        app.ledger.execute(c.AllocatePayment(payment_id="PAY-2", invoice_number=number, installment=1, amount_minor=100), actor="cashier")
+    app.ledger.execute(c.ReversePayment(payment_id="PAY-2", reversed_on=date(2026, 2, 3), reason="bounced"), actor="cashier")
+    ledger.catch_up()
+    head = ledger.position("audit_trail")
+    links = view_db.query("SELECT position, invoice_number FROM audit_trail_invoices ORDER BY position, invoice_number")
+    assert list(_link_rows(view_db, head, batch=1)) == links and len(links) > len({p for p, _ in links})
+    assert [r[0] for r in _trail_rows(view_db, head, batch=2)] == [p for p, _ in raw.rows()]
+    assert [(r[0], r[4]) for r in StoredRows(app.store.recorder).scan(0, head, batch=3)] == raw.rows()
