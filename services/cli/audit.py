@@ -101,6 +101,9 @@ def _export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `arledger audit export | head`: the reader has seen enough
+        sys.stderr.close()
+        return 0
     print(f"exported {summary['rows']} events at position {summary['position']}", file=sys.stderr)
     return 0
 

@@ -18,8 +18,8 @@ from projections.audit_export import ExportError, ExportFilters, check_export, p
 from projections.audit_store import StoredRows
 from projections.audit_trail import AuditTrail
 from projections.audit_verify import Anchor, verify
-from projections.db import ViewDatabase
 from projections.runner import ProjectionRunner
+from tests.integration.test_projection_runner import view_db  # noqa: F401 - the shared view database fixture
 
 
 class StoreTable:
@@ -47,13 +47,6 @@ class StoreTable:
 
     def close(self) -> None:
         self.conn.close()
-
-
-@pytest.fixture
-def view_db(database_url):
-    db = ViewDatabase(database_url)
-    yield db
-    db.close()
 
 
 @pytest.fixture
