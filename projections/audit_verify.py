@@ -204,7 +204,8 @@ def verify(stored: StoredRows, db: Any, trail_position: int, anchor: Anchor | No
             digest = sha256(state).hexdigest()
             if digest != trail_sha:
                 walk.chained(prev_trail, t)
-                walk.mismatched.setdefault(digest, position)
+                if len(walk.mismatched) < MAX_PROBLEMS:
+                    walk.mismatched.setdefault(digest, position)
                 walk.add(position, "altered", f"stored bytes hash {digest}, the trail recorded {trail_sha} for {_name(t)}")
             elif deep:
                 linked = walk.rederive(prev_trail, t, state)
@@ -244,7 +245,7 @@ def _name_swaps(walk: _Walk, db: Any) -> None:
     """An altered row whose bytes belong to another trail position was moved, not edited."""
     if not walk.mismatched:
         return
-    digests = list(walk.mismatched)[:500]
+    digests = list(walk.mismatched)
     rows = db.query(f"SELECT position, event_sha256 FROM audit_trail WHERE event_sha256 IN ({', '.join('?' * len(digests))})", digests)
     moved = {sha: int(position) for position, sha in rows}
     for i, problem in enumerate(walk.problems):

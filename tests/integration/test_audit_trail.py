@@ -250,3 +250,12 @@ def test_paged_reads_return_every_row_once(app, view_db, raw, ledger):
     assert list(_link_rows(view_db, head, batch=1)) == links and len(links) > len({p for p, _ in links})
     assert [r[0] for r in _trail_rows(view_db, head, batch=2)] == [p for p, _ in raw.rows()]
     assert [(r[0], r[4]) for r in StoredRows(app.store.recorder).scan(0, head, batch=3)] == raw.rows()
+
+
+def test_rows_moved_to_each_others_positions_are_reported_as_reordered(app, view_db, raw, ledger):
+    p1, p2 = raw.rows()[2][0], raw.rows()[9][0]
+    for source, target in ((p1, -1), (p2, p1), (-1, p2)):  # whole rows change places, columns and all
+        raw.sql("UPDATE {table} SET {key} = ? WHERE {key} = ?", (target, source))
+    report = check(app, view_db, ledger)
+    assert report.first_bad_position == p1
+    assert {(p.position, p.kind) for p in report.problems} >= {(p1, "reordered"), (p2, "reordered")}
