@@ -88,10 +88,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--quick", action="store_true", help="20,000 events")
+    parser.add_argument("--database-url", help="an empty store to fill (default: a temporary SQLite file)")
     args = parser.parse_args()
     total = 20_000 if args.quick else args.events
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'ledger.sqlite'}"
+        url = args.database_url or f"sqlite:///{Path(tmp) / 'ledger.sqlite'}"
         app = bootstrap(Settings.from_env({}, database_url=url, log_level="WARNING"))
         db = ViewDatabase(url)
         started = time.perf_counter()
