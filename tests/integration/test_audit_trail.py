@@ -259,3 +259,26 @@ def test_rows_moved_to_each_others_positions_are_reported_as_reordered(app, view
     report = check(app, view_db, ledger)
     assert report.first_bad_position == p1
     assert {(p.position, p.kind) for p in report.problems} >= {(p1, "reordered"), (p2, "reordered")}
+
+
+def test_every_single_tampering_at_every_position_is_named_exactly(app, view_db, raw, ledger):
+    """Alter, delete or swap each stored row in turn (then put it back): verify names it."""
+    rows = raw.sql("SELECT {key}, originator_id, originator_version, topic, state FROM {table} ORDER BY {key}")
+    key_last = "rowid" if raw.key == "rowid" else "notification_id"
+    for i, (position, originator, version, topic, state) in enumerate(rows):
+        raw.sql("UPDATE {table} SET state = ? WHERE {key} = ?", (bytes(state) + b" ", position))
+        assert check(app, view_db, ledger).first_bad_position == position
+        raw.sql("UPDATE {table} SET state = ? WHERE {key} = ?", (state, position))
+        raw.sql("DELETE FROM {table} WHERE {key} = ?", (position,))
+        assert check(app, view_db, ledger).first_bad_position == position
+        raw.sql(f"INSERT INTO {{table}} ({key_last}, originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
+                (position, originator, version, topic, state))
+        if i + 1 < len(rows):
+            other = rows[i + 1]
+            raw.sql("UPDATE {table} SET state = ? WHERE {key} = ?", (other[4], position))
+            raw.sql("UPDATE {table} SET state = ? WHERE {key} = ?", (state, other[0]))
+            report = check(app, view_db, ledger)
+            assert (report.first_bad_position, report.problems[0].kind) == (position, "reordered")
+            raw.sql("UPDATE {table} SET state = ? WHERE {key} = ?", (state, position))
+            raw.sql("UPDATE {table} SET state = ? WHERE {key} = ?", (other[4], other[0]))
+    assert check(app, view_db, ledger).intact
