@@ -121,6 +121,13 @@ def header(db: Any, filters: ExportFilters, position: int) -> dict[str, Any]:
     }
 
 
+def position_known_at(db: Any, known_at: str, trail_position: int) -> int:
+    """The stream position of the last event recorded at or before ``known_at`` (UTC text):
+    ``--known-at T`` exports exactly what ``--at-position`` that position does."""
+    rows = db.query("SELECT MAX(position) FROM audit_trail WHERE recorded_at <= ? AND position <= ?", (known_at, trail_position))
+    return int(rows[0][0] or 0)
+
+
 def write_export(db: Any, stored: StoredRows, out: BinaryIO, *, fmt: str, filters: ExportFilters, trail_position: int,
                  at_position: int | None = None) -> dict[str, Any]:
     """Write the export to ``out``; returns its header plus the row count."""

@@ -17,7 +17,7 @@ import sys
 from contextlib import ExitStack
 from typing import Any
 
-from projections.audit_export import ExportError, ExportFilters, check_export, parse_time, write_export
+from projections.audit_export import ExportError, ExportFilters, check_export, parse_time, position_known_at, write_export
 from projections.audit_store import StoredRows
 from projections.audit_trail import AuditTrail
 from projections.audit_verify import Anchor, Report, verify
@@ -94,9 +94,13 @@ def _export(args: argparse.Namespace) -> int:
         )
         with ExitStack() as stack:
             app, db, runner = _open(args, stack)
+            trail_position = runner.position(AuditTrail.name)
+            at_position = args.at_position
+            if args.known_at:
+                at_position = position_known_at(db, parse_time(args.known_at), trail_position)
             out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
             summary = write_export(db, StoredRows(app.store.recorder), out, fmt=args.format, filters=filters,
-                                   trail_position=runner.position(AuditTrail.name), at_position=args.at_position)
+                                   trail_position=trail_position, at_position=at_position)
             out.flush()
     except ExportError as exc:
         print(str(exc), file=sys.stderr)
@@ -140,7 +144,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--include-internal", action="store_true", help="also registry and idempotency records")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--output", metavar="FILE", help="default: standard output")
-    export.add_argument("--at-position", type=int, metavar="N", help="reproduce the export as computed at stream position N")
+    at = export.add_mutually_exclusive_group()
+    at.add_argument("--at-position", type=int, metavar="N", help="reproduce the export as computed at stream position N")
+    at.add_argument("--known-at", metavar="ISO", help="as known at a time: at the position of the last event recorded by then")
     export.set_defaults(handler=_export)
     verify_file = sub.add_parser("check-export", help="check an export file on its own: hashes and chain links")
     verify_file.add_argument("file")

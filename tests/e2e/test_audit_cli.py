@@ -28,6 +28,9 @@ def test_verify_anchor_export_reproduce_and_detect_tampering(tmp_path):
     run(["projections", "run", "--once"], tmp_path, check=True)
     run(["audit", "export", "--at-position", str(position), "--output", "again.jsonl"], tmp_path, check=True)
     assert (tmp_path / "again.jsonl").read_bytes() == first
+    known_at = json.loads(first.splitlines()[-2])["recorded_at"]  # the last event exported
+    run(["audit", "export", "--known-at", known_at, "--output", "known.jsonl"], tmp_path, check=True)
+    assert (tmp_path / "known.jsonl").read_bytes() == first
     assert run(["audit", "verify", "--expect-head", anchor], tmp_path).returncode == 0
     beyond = run(["audit", "export", "--at-position", str(10**9)], tmp_path)
     assert beyond.returncode == 2 and "cannot state position" in beyond.stderr

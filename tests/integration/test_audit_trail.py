@@ -206,6 +206,18 @@ def test_export_reproduces_byte_for_byte_at_its_position(app, view_db, clock, le
         assert export(app, view_db, ledger, fmt=fmt, customer_id="BOLT", at=position) == first
 
 
+def test_known_at_a_time_is_the_position_of_the_last_event_recorded_by_then(app, view_db, clock, ledger):
+    from projections.audit_export import position_known_at
+
+    stated = view_db.query("SELECT position, recorded_at FROM audit_trail ORDER BY position")
+    position, moment = stated[len(stated) // 2]
+    later = [p for p, t in stated if t > moment]
+    known = position_known_at(view_db, moment, ledger.position("audit_trail"))
+    assert known >= position and all(p > known for p in later)
+    assert export(app, view_db, ledger, at=known) != export(app, view_db, ledger)
+    assert position_known_at(view_db, parse_time("2000-01-01"), ledger.position("audit_trail")) == 0
+
+
 def test_csv_and_jsonl_hold_the_same_rows_and_check_on_their_own(app, view_db, raw, ledger):
     as_jsonl = export(app, view_db, ledger, include_internal=True)
     as_csv = export(app, view_db, ledger, fmt="csv", include_internal=True)
