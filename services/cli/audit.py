@@ -35,10 +35,19 @@ def _open(args: argparse.Namespace, stack: ExitStack) -> tuple[Any, ViewDatabase
     db = ViewDatabase(app.settings.resolved_database_url)
     stack.callback(db.close)
     runner = ProjectionRunner(app.store, db, [AuditTrail()])
-    runner.setup()
-    if getattr(args, "catch_up", False):
+    catch_up = getattr(args, "catch_up", False)
+    if catch_up or not _has_trail(runner):
+        runner.setup()  # writes; an auditor with read-only access to an existing trail never gets here
+    if catch_up:
         runner.catch_up()
     return app, db, runner
+
+
+def _has_trail(runner: ProjectionRunner) -> bool:
+    try:
+        return bool(runner.db.query("SELECT version FROM projection_positions WHERE name = ? AND version = ?", (AuditTrail.name, AuditTrail.version)))
+    except Exception:  # noqa: BLE001 - no positions table yet: a fresh store
+        return False
 
 
 def _verify_report(args: argparse.Namespace, stack: ExitStack, anchor: Anchor | None = None) -> Report:
