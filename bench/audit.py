@@ -32,6 +32,11 @@ from services.bootstrap import bootstrap
 from services.settings import Settings
 
 
+def _stamp(oid: uuid.UUID, version: int, moment: datetime, c: int) -> dict:
+    return {"originator_id": oid, "originator_version": version, "event_id": event_id(oid, version), "recorded_at": moment,
+            "actor": "bench", "correlation_id": uuid.UUID(int=c), "causation_id": uuid.UUID(int=c + 1)}
+
+
 def _events(total: int):
     """Per customer: registration, then invoices each with its reference claim,
     and a payment allocated to every second invoice (about ``total`` events)."""
@@ -40,28 +45,22 @@ def _events(total: int):
     while produced < total:
         cid = f"C{c:07d}"
         oid, version = account_id(cid), 1
-        base = {"actor": "bench", "correlation_id": uuid.UUID(int=c), "causation_id": uuid.UUID(int=c + 1)}
-
-        def stamp(v: int, oid=oid, base=base) -> dict:
-            return {"originator_id": oid, "originator_version": v, "event_id": event_id(oid, v),
-                    "recorded_at": start + timedelta(seconds=produced), **base}
-
-        yield ev.CustomerRegistered(**stamp(version), customer_id=cid, name=cid, currency="EUR")
+        moment = start + timedelta(minutes=c)
+        yield ev.CustomerRegistered(**_stamp(oid, version, moment, c), customer_id=cid, name=cid, currency="EUR")
         produced += 1
         for i in range(20):
             number = f"INV-{c:07d}-{i:02d}"
             issued = date(2026, 1, 1) + timedelta(days=i * 7)
             version += 1
-            yield ev.InvoiceIssued(**stamp(version), customer_id=cid, invoice_number=number, currency="EUR", amount_minor=10_000 + i,
-                                   issue_date=issued, due_date=issued + timedelta(days=30),
+            yield ev.InvoiceIssued(**_stamp(oid, version, moment, c), customer_id=cid, invoice_number=number, currency="EUR",
+                                   amount_minor=10_000 + i, issue_date=issued, due_date=issued + timedelta(days=30),
                                    installments=(ev.Installment(number=1, due_date=issued + timedelta(days=30), amount_minor=10_000 + i),))
-            rid = reference_id("invoice", number)
-            yield ReferenceClaimed(**{**stamp(1), "originator_id": rid, "event_id": event_id(rid, 1)}, kind="invoice", reference=number, customer_id=cid)
+            yield ReferenceClaimed(**_stamp(reference_id("invoice", number), 1, moment, c), kind="invoice", reference=number, customer_id=cid)
             produced += 2
             if i % 2 == 0:
                 version += 1
-                yield ev.PaymentAllocated(**stamp(version), customer_id=cid, payment_id=f"P-{number}", invoice_number=number, installment=1,
-                                          currency="EUR", amount_minor=10_000 + i, value_date=issued + timedelta(days=20))
+                yield ev.PaymentAllocated(**_stamp(oid, version, moment, c), customer_id=cid, payment_id=f"P-{number}", invoice_number=number,
+                                          installment=1, currency="EUR", amount_minor=10_000 + i, value_date=issued + timedelta(days=20))
                 produced += 1
         c += 1
 

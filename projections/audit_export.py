@@ -12,7 +12,7 @@ Layout (both formats):
   "columns": [...]}``; ``chain_head`` is the chain hash of the last stream position at or
   before N, the value an auditor anchors. In CSV this line is prefixed with ``# ``
   and followed by the CSV header row;
-* one row per event (``COLUMNS``), in stream order, with ``event`` = the canonical
+* one row per event (``EXPORT_COLUMNS``), in stream order, with ``event`` = the canonical
   stored JSON text of the event and the ``prev_chain_hash`` it was chained to;
 * last line: the trailer ``{"arledger_audit_export_end": {"rows": n}}`` (``# `` prefixed
   in CSV), so a truncated file is detected.
@@ -37,7 +37,7 @@ import msgspec
 from projections.audit_store import StoredRows
 from projections.audit_trail import CHAIN_DEFINITION, GENESIS, chain_step, trail_head, utc_text
 
-COLUMNS = (
+EXPORT_COLUMNS = (
     "position", "event_id", "type", "public", "originator_id", "originator_version", "customer_id", "invoice_number",
     "document_ref", "actor", "recorded_at", "business_date", "correlation_id", "causation_id", "event_sha256",
     "prev_chain_hash", "chain_hash", "event",
@@ -105,7 +105,7 @@ def rows(db: Any, stored: StoredRows, filters: ExportFilters, position: int, pag
         for r in batch:
             state = states.get(r[0])
             yield {
-                **dict(zip(COLUMNS[:15], (*r[:3], bool(r[3]), *r[4:15]), strict=True)),
+                **dict(zip(EXPORT_COLUMNS[:15], (*r[:3], bool(r[3]), *r[4:15]), strict=True)),
                 "prev_chain_hash": r[15] or GENESIS.hex(), "chain_hash": r[16],
                 "event": state.decode("utf-8", "replace") if state is not None else None,
             }
@@ -117,7 +117,7 @@ def header(db: Any, filters: ExportFilters, position: int) -> dict[str, Any]:
     return {
         "arledger_audit_export": 1, "position": position,
         "chain_head": {"position": head[0], "chain_hash": head[1]} if head else None,
-        "filters": msgspec.to_builtins(filters), "chain": CHAIN_DEFINITION, "columns": list(COLUMNS),
+        "filters": msgspec.to_builtins(filters), "chain": CHAIN_DEFINITION, "columns": list(EXPORT_COLUMNS),
     }
 
 
@@ -149,9 +149,9 @@ def write_export(db: Any, stored: StoredRows, out: BinaryIO, *, fmt: str, filter
         out.write(b"# " + encode(head) + b"\n")
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        writer.writerow(EXPORT_COLUMNS)
         for row in rows(db, stored, filters, position):
-            writer.writerow(_csv_value(row[c]) for c in COLUMNS)
+            writer.writerow(_csv_value(row[c]) for c in EXPORT_COLUMNS)
             count += 1
             if buffer.tell() > 1 << 20:
                 out.write(buffer.getvalue().encode())
