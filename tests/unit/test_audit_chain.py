@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 
 from domain import events as ev
@@ -62,6 +63,15 @@ def test_times_are_fixed_width_utc_text():
     assert parse_time("2026-01-01T10:00:00Z") == parse_time("2026-01-01T12:00:00+02:00") == parse_time("2026-01-01T10:00")
     with pytest.raises(ExportError):
         parse_time("yesterday")
+
+
+def test_recorded_times_read_from_the_json_match_the_parsed_ones():
+    from projections.audit_trail import _recorded_text
+
+    for moment in (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 9, 30, 5, 120, tzinfo=UTC),
+                   datetime(2026, 1, 1, 9, 30, 5, 120, tzinfo=timezone(timedelta(hours=-5)))):
+        text = msgspec.json.encode(moment).decode().strip('"')
+        assert _recorded_text(text) == utc_text(moment)
 
 
 def test_anchor_round_trip_and_rejects_garbage():
