@@ -17,6 +17,8 @@ import sys
 from contextlib import ExitStack
 from typing import Any
 
+import structlog
+
 from projections.audit_export import ExportError, ExportFilters, check_export, parse_time, position_known_at, write_export
 from projections.audit_store import StoredRows
 from projections.audit_trail import AuditTrail
@@ -24,6 +26,8 @@ from projections.audit_verify import Anchor, Report, verify
 from projections.db import ViewDatabase
 from projections.runner import ProjectionRunner
 from services.cli.common import app_from, print_json
+
+log = structlog.get_logger("arledger.audit")
 
 EXIT_BAD = 1
 EXIT_USAGE = 2
@@ -76,6 +80,10 @@ def _verify(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with ExitStack() as stack:
         report = _verify_report(args, stack, anchor)
+    (log.info if report.intact else log.error)(
+        "audit_verified", intact=report.intact, first_bad_position=report.first_bad_position, problems=report.problem_count,
+        verified_events=report.verified_events, trail_position=report.trail_position, head=str(report.head) if report.head else None,
+    )
     print_json(report) if args.json else _print_report(report)
     return 0 if report.intact else EXIT_BAD
 
