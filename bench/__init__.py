@@ -1,1 +1,0 @@
-"""Benchmarks: scripts that print figures (``python -m bench.NAME``); not timed tests."""
