@@ -31,7 +31,7 @@ from eventsourcing.persistence import IntegrityError
 from domain import commands as cmd
 from domain.account import CommandContext, CustomerAccount, project_account, take_snapshot
 from domain.errors import AlreadyExists, LedgerError, NotFound, RuleViolation
-from domain.registry import CommandRecorded, ReferenceClaimed, account_id, event_id, idempotency_id, reference_id
+from domain.registry import CommandRecorded, account_id, claim, event_id, idempotency_id, reference_id
 from services.persistence import LedgerStore
 
 log = structlog.get_logger("arledger.ledger")
@@ -187,12 +187,7 @@ class LedgerService:
         if command.creates is None:
             return []
         kind, field = command.creates
-        reference = getattr(command, field)
-        rid = reference_id(kind, reference)
-        return [ReferenceClaimed(
-            originator_id=rid, originator_version=1, event_id=event_id(rid, 1), recorded_at=ctx.recorded_at, actor=ctx.actor,
-            correlation_id=ctx.correlation_id, causation_id=ctx.causation_id, kind=kind, reference=reference, customer_id=customer_id,
-        )]
+        return [claim(kind, getattr(command, field), customer_id, **msgspec.structs.asdict(ctx))]
 
     @staticmethod
     def _idempotency_record(ctx: CommandContext, key: str, print_: str, result: CommandResult) -> CommandRecorded:

@@ -1,0 +1,186 @@
+"""Decide an import in memory: run every row through the account aggregate's own rules.
+
+The import records exactly the events the :class:`~services.ledger.LedgerService` would
+record for the same commands, because it calls the same :class:`CustomerAccount` methods
+with a :class:`CommandContext` per row, plus the :class:`ReferenceClaimed` registry event
+of each invoice, credit note and payment. Nothing touches the store here except reads:
+which customers and references already exist (one bulk query) and the accounts the
+files refer to without registering them. Every bad row is collected, with its file,
+line, column and rule; the writer only runs when there is none.
+
+Rows are applied in the import order customers, invoices, credit notes, payments, each
+file top to bottom. After a bad row the remaining rows are still checked against the
+state built so far, so one bad invoice can also make a later allocation to it fail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from domain.account import CommandContext, CustomerAccount, project_account
+from domain.errors import AlreadyExists, NotFound, RuleViolation
+from domain.events import Event
+from domain.registry import account_id, claim, reference_id
+from services.importer.rows import AUTO_ALLOCATION, ParsedFile, ParsedRow, RowError, column_of
+from services.importer.store_io import existing_originators
+from services.persistence import LedgerStore
+
+ORDER: tuple[str, ...] = ("customers", "invoices", "credit_notes", "payments")
+#: registry kind and command field of the document each file creates
+CLAIMS: dict[str, tuple[str, str]] = {"invoices": ("invoice", "invoice_number"), "credit_notes": ("credit_note", "credit_note_number"), "payments": ("payment", "payment_id")}
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ImportPlan:
+    events: list[Event] = field(default_factory=list)
+    accounts: dict[str, CustomerAccount] = field(default_factory=dict)
+    start_versions: dict[str, int] = field(default_factory=dict)  # version before the import
+    errors: list[RowError] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class _Planner:
+    def __init__(self, store: LedgerStore, actor: str, recorded_at: datetime, correlation_id: UUID, progress: Progress) -> None:
+        self.store, self.actor, self.recorded_at, self.correlation_id = store, actor, recorded_at, correlation_id
+        self.progress = progress
+        self.plan = ImportPlan()
+        self.taken: set[UUID] = set()  # account and reference ids already in the store
+        self.claimed: set[UUID] = set()  # reference ids claimed by earlier rows of this import
+        self.rids: dict[tuple[str, str], UUID] = {}  # (registry kind, reference) -> registry aggregate id
+
+    def context(self) -> CommandContext:
+        return CommandContext(actor=self.actor, recorded_at=self.recorded_at, correlation_id=self.correlation_id, causation_id=uuid.uuid4())
+
+    def look_up_store(self, files: dict[str, ParsedFile]) -> None:
+        ids = [account_id(r.command.customer_id) for r in files["customers"].rows] if "customers" in files else []
+        for kind, (registry, attr) in CLAIMS.items():
+            if kind in files:
+                for r in files[kind].rows:
+                    self.rids[registry, getattr(r.command, attr)] = rid = reference_id(registry, getattr(r.command, attr))
+                    ids.append(rid)
+        self.taken = existing_originators(self.store, ids)
+        defined = {r.command.customer_id for r in files["customers"].rows} if "customers" in files else set()
+        referenced = {r.command.customer_id for kind in CLAIMS if kind in files for r in files[kind].rows} - defined
+        for customer_id in sorted(referenced):
+            try:
+                account = self.store.repository.get(account_id(customer_id), projector_func=project_account)
+            except AggregateNotFoundError:
+                continue
+            self.plan.accounts[customer_id] = account
+            self.plan.start_versions[customer_id] = account.version
+
+    def account(self, customer_id: str) -> CustomerAccount:
+        try:
+            return self.plan.accounts[customer_id]
+        except KeyError:
+            raise NotFound("customer_id", customer_id, "customer") from None
+
+    def run(self, parsed: ParsedFile) -> None:
+        apply = getattr(self, f"_{parsed.kind}")
+        for n, row in enumerate(parsed.rows, start=1):
+            try:
+                apply(row)
+            except RuleViolation as exc:
+                column = exc.field if exc.field == "allocations" else column_of(exc.field, row.amount_column)
+                self.plan.errors.append(RowError(parsed.name, row.line, column, exc.rule, exc.message))
+            if n % 5000 == 0:
+                self.progress(5000)
+        self.progress(len(parsed.rows) % 5000)
+
+    def _customers(self, row: ParsedRow) -> None:
+        cmd = row.command
+        if account_id(cmd.customer_id) in self.taken or cmd.customer_id in self.plan.accounts:
+            raise AlreadyExists("customer_id", cmd.customer_id, "customer")
+        fields = {f: getattr(cmd, f) for f in cmd.__struct_fields__}
+        account = CustomerAccount.register(self.context(), **fields)
+        self.plan.accounts[cmd.customer_id] = account
+        self.plan.start_versions[cmd.customer_id] = 0
+        self.plan.events += account.collect_events()
+
+    def _claim(self, kind: str, row: ParsedRow, ctx: CommandContext) -> Event:
+        registry, attr = CLAIMS[kind]
+        reference = getattr(row.command, attr)
+        rid = self.rids[registry, reference]
+        if rid in self.taken or rid in self.claimed:
+            raise AlreadyExists(attr, reference, registry.replace("_", " "))
+        return claim(registry, reference, row.command.customer_id, recorded_at=ctx.recorded_at, actor=ctx.actor,
+                     correlation_id=ctx.correlation_id, causation_id=ctx.causation_id, rid=rid)
+
+    def _record(self, kind: str, row: ParsedRow, decide: Callable[[CustomerAccount, CommandContext], Any]) -> None:
+        account = self.account(row.command.customer_id)
+        ctx = self.context()
+        claimed = self._claim(kind, row, ctx)
+        try:
+            decide(account, ctx)
+        except RuleViolation:
+            account.collect_events()  # a half-applied row (payment received, allocation refused) is dropped
+            raise
+        self.claimed.add(claimed.originator_id)
+        self.plan.events += account.collect_events()
+        self.plan.events.append(claimed)
+
+    def _invoices(self, row: ParsedRow) -> None:
+        c = row.command
+        self._record("invoices", row, lambda a, ctx: a.issue_invoice(
+            ctx, invoice_number=c.invoice_number, currency=c.currency, amount_minor=c.amount_minor, issue_date=c.issue_date,
+            due_date=c.due_date, installments=[(i.due_date, i.amount_minor) for i in c.installments] or None,
+            description=c.description, sales_order_id=c.sales_order_id,
+        ))
+
+    def _credit_notes(self, row: ParsedRow) -> None:
+        c = row.command
+        self._record("credit_notes", row, lambda a, ctx: a.issue_credit_note(
+            ctx, credit_note_number=c.credit_note_number, currency=c.currency, amount_minor=c.amount_minor,
+            issue_date=c.issue_date, invoice_number=c.invoice_number, reason=c.reason,
+        ))
+
+    def _payments(self, row: ParsedRow) -> None:
+        c = row.command
+
+        def decide(account: CustomerAccount, ctx: CommandContext) -> None:
+            account.receive_payment(ctx, payment_id=c.payment_id, currency=c.currency, amount_minor=c.amount_minor,
+                                    value_date=c.value_date, method=c.method, reference=c.reference)
+            try:
+                if row.allocations == AUTO_ALLOCATION:
+                    account.allocate_payment(ctx, payment_id=c.payment_id)
+                elif row.allocations:
+                    for invoice_number, amount in row.allocations:
+                        account.allocate_payment(ctx, payment_id=c.payment_id, invoice_number=invoice_number, amount_minor=amount)
+            except RuleViolation as exc:
+                raise RuleViolation("allocations", exc.rule, f"{exc.field}: {exc.message}") from None
+
+        self._record("payments", row, decide)
+
+
+def build_plan(
+    store: LedgerStore, files: dict[str, ParsedFile], *, actor: str, recorded_at: datetime, correlation_id: UUID,
+    progress: Progress = lambda n: None,
+) -> ImportPlan:
+    """Check every row of every file and build the events; ``plan.errors`` lists bad rows."""
+    planner = _Planner(store, actor, recorded_at, correlation_id, progress)
+    for parsed in files.values():
+        planner.plan.errors += parsed.errors
+        planner.plan.rows[parsed.kind] = parsed.total_rows
+    planner.look_up_store(files)
+    for kind in ORDER:
+        if kind in files:
+            planner.run(files[kind])
+    planner.plan.errors.sort(key=lambda e: (ORDER.index(_kind_of(files, e.file)), e.line))
+    return planner.plan
+
+
+def _kind_of(files: dict[str, ParsedFile], name: str) -> str:
+    return next((kind for kind, parsed in files.items() if parsed.name == name), ORDER[0])
