@@ -72,8 +72,11 @@ class _Planner:
                     self.rids[registry, getattr(r.command, attr)] = rid = reference_id(registry, getattr(r.command, attr))
                     ids.append(rid)
         self.taken = existing_originators(self.store, ids)
-        defined = {r.command.customer_id for r in files["customers"].rows} if "customers" in files else set()
-        referenced = {r.command.customer_id for kind in CLAIMS if kind in files for r in files[kind].rows} - defined
+        # Accounts to load: referenced by invoices/credit notes/payments and not new in this
+        # import (a customer row for an existing customer is refused, but the rows that
+        # refer to it are still checked against the stored account).
+        new = {r.command.customer_id for r in files["customers"].rows if account_id(r.command.customer_id) not in self.taken} if "customers" in files else set()
+        referenced = {r.command.customer_id for kind in CLAIMS if kind in files for r in files[kind].rows} - new
         for customer_id in sorted(referenced):
             try:
                 account = self.store.repository.get(account_id(customer_id), projector_func=project_account)

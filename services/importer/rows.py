@@ -89,17 +89,17 @@ def column_of(field_name: str, amount_column: str) -> str:
     return amount_column if base == "amount_minor" else base
 
 
-def _amount(raw: dict[str, str], currency: str) -> tuple[int, str]:
+def _amount(raw: dict[str, str], currency: str) -> int:
     decimal_text, minor_text = raw.pop("amount", ""), raw.pop("amount_minor", "")
     if decimal_text and minor_text:
         raise RuleViolation("amount", "one_amount", "give either amount or amount_minor, not both")
     if minor_text:
         if not minor_text.isdigit():
             raise RuleViolation("amount_minor", "integer_minor_units", f"{minor_text!r} is not a whole number of minor units")
-        return int(minor_text), "amount_minor"
+        return int(minor_text)
     if not decimal_text:
         raise RuleViolation("amount", "required", "an amount (or amount_minor) is required")
-    return parse_decimal_amount(decimal_text, currency, "amount"), "amount"
+    return parse_decimal_amount(decimal_text, currency, "amount")
 
 
 def _pairs(text: str, column: str) -> Iterator[tuple[str, str]]:
@@ -126,14 +126,14 @@ def parse_allocations(text: str, currency: str) -> Any:
 def parse_row(spec: Spec, raw: dict[str, str], line: int) -> ParsedRow:
     """One row -> a :class:`ParsedRow`; raises RuleViolation whose field is a column."""
     raw = {k: v for k, v in raw.items() if v != ""}
-    row = ParsedRow(line=line, command=None)
+    row = ParsedRow(line=line, command=None, amount_column="amount_minor" if "amount_minor" in raw and "amount" not in raw else "amount")
     extras: dict[str, Any] = {}
     currency = raw.get("currency", "")
     try:
         if spec.has_amount:
             if not currency:
                 raise RuleViolation("currency", "required", "a currency is required")
-            raw["amount_minor"], row.amount_column = _amount(raw, currency)
+            raw["amount_minor"] = _amount(raw, currency)
         if "installments" in raw:
             raw["installments"] = parse_installments(raw["installments"], currency)
         if spec.kind == "payments":
