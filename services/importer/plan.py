@@ -57,12 +57,15 @@ class _Planner:
         self.store, self.actor, self.recorded_at, self.correlation_id = store, actor, recorded_at, correlation_id
         self.progress = progress
         self.plan = ImportPlan()
+        # The import is one command: every event it records has the same actor, time,
+        # correlation id (this run) and causation id (the import command).
+        self.ctx = CommandContext(actor=actor, recorded_at=recorded_at, correlation_id=correlation_id, causation_id=uuid.uuid4())
         self.taken: set[UUID] = set()  # account and reference ids already in the store
         self.claimed: set[UUID] = set()  # reference ids claimed by earlier rows of this import
         self.rids: dict[tuple[str, str], UUID] = {}  # (registry kind, reference) -> registry aggregate id
 
     def context(self) -> CommandContext:
-        return CommandContext(actor=self.actor, recorded_at=self.recorded_at, correlation_id=self.correlation_id, causation_id=uuid.uuid4())
+        return self.ctx
 
     def look_up_store(self, files: dict[str, ParsedFile]) -> None:
         ids = [account_id(r.command.customer_id) for r in files["customers"].rows] if "customers" in files else []

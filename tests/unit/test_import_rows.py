@@ -90,3 +90,20 @@ def test_header_must_name_known_columns(tmp_path):
 def test_fast_uuid5_equals_the_standard_library(namespace, name):
     fast, standard = uuid5(namespace, name), uuid.uuid5(namespace, name)
     assert fast == standard and str(fast) == str(standard) and hash(fast) == hash(standard) and fast.version == 5
+
+
+@given(st.decimals(min_value=0, max_value=10**12, allow_nan=False, allow_infinity=False),
+       st.sampled_from(["EUR", "JPY", "KWD"]))
+def test_fast_decimal_path_agrees_with_decimal_arithmetic(value, currency):
+    from decimal import Decimal
+
+    from domain.money import minor_unit_exponent, parse_decimal_amount
+
+    text = f"{value:f}"
+    scaled = Decimal(text).scaleb(minor_unit_exponent(currency))
+    try:
+        got = parse_decimal_amount(text, currency)
+    except RuleViolation as exc:
+        assert scaled != scaled.to_integral_value() or scaled <= 0, (text, exc.rule)
+        return
+    assert got == int(scaled)
