@@ -104,6 +104,16 @@ def register_handler(command_type: type[cmd.Command], handler: Handler) -> None:
     _HANDLERS[command_type] = handler
 
 
+def decide(account: CustomerAccount, ctx: CommandContext, command: cmd.Command) -> Any:
+    """Run a command's rules on an account, which records its events (not yet saved).
+    The bulk import calls this too, so imported rows get exactly a command's events."""
+    try:
+        handler = _HANDLERS[type(command)]
+    except KeyError:
+        raise RuleViolation("command", "known_command", f"no handler for {type(command).__name__}") from None
+    return handler(account, ctx, command)
+
+
 class LedgerService:
     def __init__(self, store: LedgerStore, clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
@@ -176,11 +186,7 @@ class LedgerService:
             kind, field = type(command).targets  # type: ignore[misc]
             customer_id = self.owner_of(kind, getattr(command, field), field)
         account = self.account(customer_id)
-        try:
-            handler = _HANDLERS[type(command)]
-        except KeyError:
-            raise RuleViolation("command", "known_command", f"no handler for {type(command).__name__}") from None
-        handler(account, ctx, command)
+        decide(account, ctx, command)
         return account
 
     def _claims(self, command: cmd.Command, ctx: CommandContext, customer_id: str) -> list[Any]:

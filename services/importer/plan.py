@@ -19,17 +19,18 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
+from domain import commands as c
 from domain.account import CommandContext, CustomerAccount, project_account
 from domain.errors import AlreadyExists, NotFound, RuleViolation
 from domain.events import Event
 from domain.registry import account_id, claim, reference_id
 from services.importer.rows import AUTO_ALLOCATION, ParsedFile, ParsedRow, RowError, column_of
 from services.importer.store_io import existing_originators
+from services.ledger import decide
 from services.persistence import LedgerStore
 
 ORDER: tuple[str, ...] = ("customers", "invoices", "credit_notes", "payments")
@@ -125,12 +126,17 @@ class _Planner:
         return claim(registry, reference, row.command.customer_id, recorded_at=ctx.recorded_at, actor=ctx.actor,
                      correlation_id=ctx.correlation_id, causation_id=ctx.causation_id, rid=rid)
 
-    def _record(self, kind: str, row: ParsedRow, decide: Callable[[CustomerAccount, CommandContext], Any]) -> None:
+    def _record(self, kind: str, row: ParsedRow, allocations: list[c.AllocatePayment] | None = None) -> None:
         account = self.account(row.command.customer_id)
         ctx = self.context()
         claimed = self._claim(kind, row, ctx)
         try:
-            decide(account, ctx)
+            decide(account, ctx, row.command)
+            for allocation in allocations or ():
+                try:
+                    decide(account, ctx, allocation)
+                except RuleViolation as exc:
+                    raise RuleViolation("allocations", exc.rule, f"{exc.field}: {exc.message}") from None
         except RuleViolation:
             account.collect_events()  # a half-applied row (payment received, allocation refused) is dropped
             raise
@@ -139,36 +145,18 @@ class _Planner:
         self.plan.events.append(claimed)
 
     def _invoices(self, row: ParsedRow) -> None:
-        c = row.command
-        self._record("invoices", row, lambda a, ctx: a.issue_invoice(
-            ctx, invoice_number=c.invoice_number, currency=c.currency, amount_minor=c.amount_minor, issue_date=c.issue_date,
-            due_date=c.due_date, installments=[(i.due_date, i.amount_minor) for i in c.installments] or None,
-            description=c.description, sales_order_id=c.sales_order_id,
-        ))
+        self._record("invoices", row)
 
     def _credit_notes(self, row: ParsedRow) -> None:
-        c = row.command
-        self._record("credit_notes", row, lambda a, ctx: a.issue_credit_note(
-            ctx, credit_note_number=c.credit_note_number, currency=c.currency, amount_minor=c.amount_minor,
-            issue_date=c.issue_date, invoice_number=c.invoice_number, reason=c.reason,
-        ))
+        self._record("credit_notes", row)
 
     def _payments(self, row: ParsedRow) -> None:
-        c = row.command
-
-        def decide(account: CustomerAccount, ctx: CommandContext) -> None:
-            account.receive_payment(ctx, payment_id=c.payment_id, currency=c.currency, amount_minor=c.amount_minor,
-                                    value_date=c.value_date, method=c.method, reference=c.reference)
-            try:
-                if row.allocations == AUTO_ALLOCATION:
-                    account.allocate_payment(ctx, payment_id=c.payment_id)
-                elif row.allocations:
-                    for invoice_number, amount in row.allocations:
-                        account.allocate_payment(ctx, payment_id=c.payment_id, invoice_number=invoice_number, amount_minor=amount)
-            except RuleViolation as exc:
-                raise RuleViolation("allocations", exc.rule, f"{exc.field}: {exc.message}") from None
-
-        self._record("payments", row, decide)
+        payment_id = row.command.payment_id
+        if row.allocations == AUTO_ALLOCATION:
+            allocations = [c.AllocatePayment(payment_id=payment_id)]
+        else:
+            allocations = [c.AllocatePayment(payment_id=payment_id, invoice_number=number, amount_minor=amount) for number, amount in row.allocations or ()]
+        self._record("payments", row, allocations)
 
 
 def build_plan(
