@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
+import msgspec
 from eventsourcing.application import AggregateNotFoundError
 
 from domain import commands as c
@@ -55,18 +56,15 @@ class ImportPlan:
 
 class _Planner:
     def __init__(self, store: LedgerStore, actor: str, recorded_at: datetime, correlation_id: UUID, progress: Progress) -> None:
-        self.store, self.actor, self.recorded_at, self.correlation_id = store, actor, recorded_at, correlation_id
-        self.progress = progress
+        self.store, self.progress = store, progress
         self.plan = ImportPlan()
         # The import is one command: every event it records has the same actor, time,
         # correlation id (this run) and causation id (the import command).
         self.ctx = CommandContext(actor=actor, recorded_at=recorded_at, correlation_id=correlation_id, causation_id=uuid.uuid4())
+        self.ctx_fields = msgspec.structs.asdict(self.ctx)
         self.taken: set[UUID] = set()  # account and reference ids already in the store
         self.claimed: set[UUID] = set()  # reference ids claimed by earlier rows of this import
         self.rids: dict[tuple[str, str], UUID] = {}  # (registry kind, reference) -> registry aggregate id
-
-    def context(self) -> CommandContext:
-        return self.ctx
 
     def look_up_store(self, files: dict[str, ParsedFile]) -> None:
         ids = [account_id(r.command.customer_id) for r in files["customers"].rows] if "customers" in files else []
@@ -112,29 +110,27 @@ class _Planner:
         if account_id(cmd.customer_id) in self.taken or cmd.customer_id in self.plan.accounts:
             raise AlreadyExists("customer_id", cmd.customer_id, "customer")
         fields = {f: getattr(cmd, f) for f in cmd.__struct_fields__}
-        account = CustomerAccount.register(self.context(), **fields)
+        account = CustomerAccount.register(self.ctx, **fields)
         self.plan.accounts[cmd.customer_id] = account
         self.plan.start_versions[cmd.customer_id] = 0
         self.plan.events += account.collect_events()
 
-    def _claim(self, kind: str, row: ParsedRow, ctx: CommandContext) -> Event:
+    def _claim(self, kind: str, row: ParsedRow) -> Event:
         registry, attr = CLAIMS[kind]
         reference = getattr(row.command, attr)
         rid = self.rids[registry, reference]
         if rid in self.taken or rid in self.claimed:
             raise AlreadyExists(attr, reference, registry.replace("_", " "))
-        return claim(registry, reference, row.command.customer_id, recorded_at=ctx.recorded_at, actor=ctx.actor,
-                     correlation_id=ctx.correlation_id, causation_id=ctx.causation_id, rid=rid)
+        return claim(registry, reference, row.command.customer_id, rid=rid, **self.ctx_fields)
 
     def _record(self, kind: str, row: ParsedRow, allocations: list[c.AllocatePayment] | None = None) -> None:
         account = self.account(row.command.customer_id)
-        ctx = self.context()
-        claimed = self._claim(kind, row, ctx)
+        claimed = self._claim(kind, row)
         try:
-            decide(account, ctx, row.command)
+            decide(account, self.ctx, row.command)
             for allocation in allocations or ():
                 try:
-                    decide(account, ctx, allocation)
+                    decide(account, self.ctx, allocation)
                 except RuleViolation as exc:
                     raise RuleViolation("allocations", exc.rule, f"{exc.field}: {exc.message}") from None
         except RuleViolation:
