@@ -124,8 +124,8 @@ def parse_allocations(text: str, currency: str) -> Any:
 
 
 def parse_row(spec: Spec, raw: dict[str, str], line: int) -> ParsedRow:
-    """One row -> a :class:`ParsedRow`; raises RuleViolation whose field is a column."""
-    raw = {k: v for k, v in raw.items() if v != ""}
+    """One row (column -> non-empty cell) -> a :class:`ParsedRow`; raises RuleViolation
+    whose field is a column."""
     row = ParsedRow(line=line, command=None, amount_column="amount_minor" if "amount_minor" in raw and "amount" not in raw else "amount")
     extras: dict[str, Any] = {}
     currency = raw.get("currency", "")
@@ -146,30 +146,39 @@ def parse_row(spec: Spec, raw: dict[str, str], line: int) -> ParsedRow:
 
 
 def read_file(kind: str, path: Path) -> ParsedFile:
-    """Parse every row of one CSV file, collecting every bad row (not only the first)."""
-    spec = SPECS[kind]
+    """Parse every row of one CSV file, collecting every bad row (not only the first).
+    A file that is not UTF-8 or not CSV at some line is reported there and read no further."""
     parsed = ParsedFile(kind=kind, name=path.name)
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        header = [h.strip() for h in next(reader, [])]
-        bad_header = _check_header(spec, header, parsed.name)
-        if bad_header:
-            parsed.errors.extend(bad_header)
-            return parsed
-        line = reader.line_num
-        for cells in reader:
-            start, line = line + 1, reader.line_num
-            if not any(cell.strip() for cell in cells):
-                continue
-            parsed.total_rows += 1
-            if len(cells) != len(header):
-                parsed.errors.append(RowError(parsed.name, start, "*", "column_count", f"{len(cells)} cells, the header has {len(header)}"))
-                continue
-            try:
-                parsed.rows.append(parse_row(spec, dict(zip(header, cells, strict=True)), start))
-            except RuleViolation as exc:
-                parsed.errors.append(RowError(parsed.name, start, exc.field, exc.rule, exc.message))
+        try:
+            _read_rows(SPECS[kind], reader, parsed)
+        except UnicodeDecodeError as exc:
+            parsed.errors.append(RowError(parsed.name, reader.line_num + 1, "*", "utf8", f"the file is not UTF-8 text ({exc.reason})"))
+        except csv.Error as exc:
+            parsed.errors.append(RowError(parsed.name, reader.line_num, "*", "csv", str(exc)))
     return parsed
+
+
+def _read_rows(spec: Spec, reader: Any, parsed: ParsedFile) -> None:
+    header = [h.strip() for h in next(reader, [])]
+    bad_header = _check_header(spec, header, parsed.name)
+    if bad_header:
+        parsed.errors.extend(bad_header)
+        return
+    line = reader.line_num
+    for cells in reader:
+        start, line = line + 1, reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        parsed.total_rows += 1
+        if len(cells) != len(header):
+            parsed.errors.append(RowError(parsed.name, start, "*", "column_count", f"{len(cells)} cells, the header has {len(header)}"))
+            continue
+        try:
+            parsed.rows.append(parse_row(spec, {column: cell for column, cell in zip(header, cells) if cell}, start))
+        except RuleViolation as exc:
+            parsed.errors.append(RowError(parsed.name, start, exc.field, exc.rule, exc.message))
 
 
 def _check_header(spec: Spec, header: list[str], name: str) -> list[RowError]:

@@ -23,7 +23,7 @@ def invoice_row(**cells):
 def parse(kind, row):
     from services.importer.rows import parse_row
 
-    return parse_row(SPECS[kind], row, 2)
+    return parse_row(SPECS[kind], {k: v for k, v in row.items() if v}, 2)
 
 
 @pytest.mark.parametrize(("currency", "text", "minor"), [("EUR", "55.94", 5594), ("EUR", "0.1", 10), ("EUR", "1000000.00", 100_000_000),
@@ -107,3 +107,10 @@ def test_fast_decimal_path_agrees_with_decimal_arithmetic(value, currency):
         assert scaled != scaled.to_integral_value() or scaled <= 0, (text, exc.rule)
         return
     assert got == int(scaled)
+
+
+def test_a_file_that_is_not_utf8_is_reported_not_crashed_on(tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_bytes("customer_id,name,currency\nC1,Müller GmbH,EUR\n".encode("latin-1"))
+    errors = read_file("customers", path).errors
+    assert [(e.column, e.rule) for e in errors] == [("*", "utf8")]
