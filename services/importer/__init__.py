@@ -65,7 +65,7 @@ class ImportReport:
 
     def summary(self) -> dict[str, object]:
         return {
-            "recorded": self.recorded, "dry_run": self.dry_run, "rows": self.rows, "bad_rows": len(self.errors),
+            "recorded": self.recorded, "dry_run": self.dry_run, "files": self.files, "rows": self.rows, "bad_rows": len(self.errors),
             "events": self.events, "reference_claims": self.reference_claims, "snapshots": self.snapshots,
             "seconds": round(self.seconds, 3), "events_per_second": self.events_per_second, "correlation_id": self.correlation_id,
             "errors": [str(e) for e in self.errors],
