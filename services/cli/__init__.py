@@ -21,6 +21,7 @@ MODULES: tuple[str, ...] = (
     "services.cli.risk",
     "services.cli.audit",
     "services.cli.credit",
+    "services.cli.importer",
 )
 
 EXIT_RULE = 2
