@@ -19,6 +19,9 @@ MODULES: tuple[str, ...] = (
     "services.cli.demo",
     "services.cli.projections",
     "services.cli.risk",
+    "services.cli.audit",
+    "services.cli.credit",
+    "services.cli.importer",
     "services.cli.keys",
     "services.cli.serve",
 )
