@@ -28,6 +28,7 @@ from services.api.observability import Metrics, StoreCollector, observe
 from services.api.problems import EXCEPTION_HANDLERS
 from services.apikeys import KeyStore
 from services.bootstrap import App, bootstrap
+from services.credit import CreditService
 from services.settings import Settings
 
 #: "module:attribute" of every router, in the order they appear in the OpenAPI document.
@@ -37,6 +38,8 @@ ROUTERS: tuple[str, ...] = (
     "services.api.payments:router",
     "services.api.payments:credit_notes",
     "services.api.write_offs:router",
+    "services.api.credit:customers",
+    "services.api.credit:orders",
     "services.api.keys:router",
 )
 PUBLIC_ROUTERS: tuple[str, ...] = ("services.api.health:router",)
@@ -96,7 +99,8 @@ class Resources:
         self.state = app.state
         ledger_app = self.given or bootstrap(self.settings)
         url = ledger_app.settings.resolved_database_url
-        self.state.update(ledger_app=ledger_app, ledger=ledger_app.ledger, api_keys=KeyStore.open(url), status_db=ViewDatabase(url))
+        credit = CreditService(ledger_app.store, ledger_app.ledger, policy_file=ledger_app.settings.scorecard or None)
+        self.state.update(ledger_app=ledger_app, ledger=ledger_app.ledger, credit=credit, api_keys=KeyStore.open(url), status_db=ViewDatabase(url))
         self.state.store_status = _store_status(ledger_app, self.state.status_db)
 
     def close(self, app: Litestar) -> None:

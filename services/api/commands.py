@@ -64,10 +64,15 @@ ERRORS: dict[int, ResponseSpec] = {
 QUERY_ERRORS = {code: spec for code, spec in ERRORS.items() if code in (400, 401, 403, 404, 422)}
 
 
-def _route(decorator: Any, path: str, *, operation_id: str, summary: str, tags: list[str], body: type | None = None, status_code: int = 201) -> Any:
+def _route(
+    decorator: Any, path: str, *, operation_id: str, summary: str, tags: list[str], body: type | None = None,
+    status_code: int = 201, service: str = "ledger",
+) -> Any:
+    """A command route; ``service`` names the app-state service that executes it (the
+    ledger, or the credit service, which runs ledger commands under the credit policy)."""
     return decorator(
         path, operation_id=operation_id, summary=summary, tags=tags, status_code=status_code, responses=ERRORS,
-        sync_to_thread=False, opt={"body": body} if body else {},
+        sync_to_thread=False, opt={"body": body, "service": service},
     )
 
 
@@ -110,8 +115,8 @@ def execute(request: Request, command: Command, idempotency_key: str | None) -> 
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise RuleViolation("Idempotency-Key", "pattern", "must be 1-200 printable ASCII characters")
     state = request.scope["state"]
-    ledger = request.app.state.ledger
-    result: CommandResult = ledger.execute(
+    service = request.app.state[request.route_handler.opt.get("service", "ledger")]
+    result: CommandResult = service.execute(
         command, actor=principal_of(request).name, correlation_id=state.get("correlation_uuid"), idempotency_key=idempotency_key,
     )
     if not result.replayed:

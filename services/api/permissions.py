@@ -39,6 +39,22 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "requestWriteOff": frozenset({"finance"}),
     "approveWriteOff": frozenset({"credit_manager"}),
     "rejectWriteOff": frozenset({"credit_manager"}),
+    # credit: decided by credit managers; a large limit increase needs a second one
+    "assessCredit": frozenset({"credit_manager"}),
+    "setCreditLimit": frozenset({"credit_manager"}),
+    "approveCreditLimitIncrease": frozenset({"credit_manager"}),
+    "rejectCreditLimitIncrease": frozenset({"credit_manager"}),
+    "recordCreditInsurance": frozenset({"credit_manager"}),
+    "recordGuarantee": frozenset({"credit_manager"}),
+    "placeCreditHold": frozenset({"credit_manager"}),
+    "releaseCreditHold": frozenset({"credit_manager"}),
+    # sales orders: sales places, cancels and invoices; held orders are a credit decision
+    "placeSalesOrder": frozenset({"sales"}),
+    "checkOrderCredit": frozenset({"sales", "credit_manager"}),
+    "releaseHeldOrder": frozenset({"credit_manager"}),
+    "rejectHeldOrder": frozenset({"credit_manager"}),
+    "cancelSalesOrder": frozenset({"sales"}),
+    "invoiceSalesOrder": frozenset({"sales"}),
     # access
     "listKeys": frozenset({"admin"}),
     "createKey": frozenset({"admin"}),
