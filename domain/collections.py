@@ -1,0 +1,130 @@
+"""Pure rules of the collections clock: aging buckets, the calendar thresholds of an
+installment, and when a promise to pay is kept or broken.
+
+The bucket edges live here, once: the clock's AgingBucketEntered events and the aging
+report must put an installment in the same bucket on the same day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+
+import msgspec
+
+from domain.errors import RuleViolation
+
+#: First day past due of each overdue bucket: 1-30, 31-60, 61-90, 91+ (DESIGN.md).
+DEFAULT_BUCKET_EDGES: tuple[int, ...] = (1, 31, 61, 91)
+CURRENT = "current"
+
+
+class AgingRule(msgspec.Struct, frozen=True, kw_only=True):
+    """Bucket edges (first day past due of each bucket, ascending, the first >= 1)."""
+
+    edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES
+
+    def __post_init__(self) -> None:
+        check_edges(self.edges)
+
+    @property
+    def version(self) -> str:
+        """Names the rule in every AgingBucketEntered, so a change of edges is visible."""
+        return "buckets:" + ",".join(str(e) for e in self.edges)
+
+    def labels(self) -> tuple[str, ...]:
+        return bucket_labels(self.edges)
+
+    def bucket(self, days_past_due: int) -> str:
+        return bucket_for(days_past_due, self.edges)
+
+
+def check_edges(edges: Sequence[int]) -> None:
+    if not edges:
+        raise RuleViolation("aging.edges", "not_empty", "needs at least one bucket edge")
+    if edges[0] < 1:
+        raise RuleViolation("aging.edges", "positive", "the first overdue bucket starts at 1 day past due or later")
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise RuleViolation("aging.edges", "ascending", "bucket edges must be strictly ascending")
+
+
+def bucket_labels(edges: Sequence[int]) -> tuple[str, ...]:
+    """``(1, 31, 61, 91)`` -> ``("1-30", "31-60", "61-90", "91+")``."""
+    labels = [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)]
+    return (*labels, f"{edges[-1]}+")
+
+
+def bucket_for(days_past_due: int, edges: Sequence[int] = DEFAULT_BUCKET_EDGES) -> str:
+    if days_past_due < edges[0]:
+        return CURRENT
+    labels = bucket_labels(edges)
+    for index in range(len(edges) - 1, -1, -1):
+        if days_past_due >= edges[index]:
+            return labels[index]
+    return CURRENT  # pragma: no cover - unreachable
+
+
+def days_past_due(due_date: date, on: date) -> int:
+    return max((on - due_date).days, 0)
+
+
+class CalendarThreshold(msgspec.Struct, frozen=True):
+    """One calendar fact of an installment: falls overdue, or enters a bucket."""
+
+    offset_days: int  # days after the due date on which it is crossed
+    kind: str  # "overdue" | "bucket"
+    previous_bucket: str = ""
+    bucket: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.kind if self.kind == "overdue" else f"bucket:{self.bucket}"
+
+
+def calendar_schedule(rule: AgingRule) -> tuple[CalendarThreshold, ...]:
+    """Thresholds in crossing order: overdue on the day after due, then each bucket edge."""
+    out = [CalendarThreshold(1, "overdue")]
+    labels = rule.labels()
+    previous = CURRENT
+    for edge, label in zip(rule.edges, labels, strict=True):
+        out.append(CalendarThreshold(edge, "bucket", previous, label))
+        previous = label
+    out.sort(key=lambda t: t.offset_days)  # stable: overdue before a bucket entered the same day
+    return tuple(out)
+
+
+def threshold_date(due_date: date, offset_days: int, shift_days: int = 0) -> date:
+    return due_date + timedelta(days=offset_days + shift_days)
+
+
+# --- promises to pay ---------------------------------------------------------------------------
+
+
+class PromiseVerdict(msgspec.Struct, frozen=True):
+    kept: bool
+    on: date  # the business date of the verdict
+    paid_minor: int
+
+
+def judge_promise(made_on: date, promised_date: date, tolerance_days: int, amount_minor: int,
+                  payments: Iterable[tuple[date, int]], today: date) -> PromiseVerdict | None:
+    """Kept on the day the payments received from ``made_on`` reach the amount, if that
+    is within the promised date plus the tolerance; broken on the first day after the
+    tolerance otherwise; ``None`` while undecided on ``today``."""
+    deadline = promised_date + timedelta(days=tolerance_days)
+    paid = 0
+    for value_date, amount in sorted(payments):
+        if value_date < made_on or value_date > deadline or value_date > today:
+            continue
+        paid += amount
+        if paid >= amount_minor:
+            return PromiseVerdict(True, value_date, paid)
+    broken_on = deadline + timedelta(days=1)
+    if today >= broken_on:
+        return PromiseVerdict(False, broken_on, paid)
+    return None
+
+
+def promise_expires_on(promised_date: date, tolerance_days: int) -> date:
+    """Last day a promise shields its invoices from dunning steps."""
+    return promised_date + timedelta(days=tolerance_days)
