@@ -7,7 +7,7 @@ report must put an installment in the same bucket on the same day.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 
 import msgspec
@@ -128,3 +128,67 @@ def judge_promise(made_on: date, promised_date: date, tolerance_days: int, amoun
 def promise_expires_on(promised_date: date, tolerance_days: int) -> date:
     """Last day a promise shields its invoices from dunning steps."""
     return promised_date + timedelta(days=tolerance_days)
+
+
+# --- walking an installment's thresholds -------------------------------------------------------
+
+FIRE, SKIP, PAUSE = "fire", "skip", "pause"
+
+
+class Walk(msgspec.Struct):
+    fired: list[tuple[int, date, int]]  # (threshold index, business date, open amount then)
+    index: int  # the next threshold not yet passed
+    parked: bool  # nothing can fire until the installment changes (settled, or disputed)
+
+
+def walk(dates: Sequence[date], index: int, day: date, open_at: Callable[[date], int],
+         hold: Callable[[date], str | None], closed_from: date | None) -> Walk:
+    """Pass every threshold dated on or before ``day``, oldest first, from ``index``.
+
+    A threshold fires when the installment is open on its date and nothing holds it;
+    ``hold`` answers SKIP (exempted, under a promise: passes silently) or PAUSE (disputed:
+    stop here). When it is not open on a date from which it stays closed
+    (``closed_from``, None while open now), the walk parks instead of passing the rest.
+    """
+    fired: list[tuple[int, date, int]] = []
+    while index < len(dates) and dates[index] <= day:
+        on = dates[index]
+        held = hold(on)
+        if held == PAUSE:
+            return Walk(fired, index, True)
+        amount = open_at(on)
+        if amount <= 0 and closed_from is not None and on >= closed_from:
+            return Walk(fired, index, True)
+        if amount > 0 and held is None:
+            fired.append((index, on, amount))
+        index += 1
+    return Walk(fired, index, False)
+
+
+def never_held(on: date) -> str | None:
+    return None
+
+
+# --- collections state kept on the customer account -------------------------------------------
+
+
+class Promise(msgspec.Struct, kw_only=True):
+    promise_id: str
+    made_on: date
+    promised_date: date
+    tolerance_days: int
+    amount_minor: int
+    invoice_numbers: tuple[str, ...] = ()
+
+
+class CollectionsState(msgspec.Struct, kw_only=True):
+    """What the account remembers of collections to check commands (ids unique, one
+    exemption per invoice, cases open before closing)."""
+
+    collector: str = ""
+    contacts: set[str] = msgspec.field(default_factory=set)
+    promises: dict[str, Promise] = msgspec.field(default_factory=dict)
+    exemptions: dict[str, str] = msgspec.field(default_factory=dict)  # invoice -> reason
+    open_cases: dict[str, str] = msgspec.field(default_factory=dict)  # case id -> "legal" | "agency"
+    closed_cases: set[str] = msgspec.field(default_factory=set)
+    costs: set[str] = msgspec.field(default_factory=set)

@@ -18,6 +18,8 @@ MODULES: tuple[str, ...] = (
     "services.cli.schema",
     "services.cli.demo",
     "services.cli.projections",
+    "services.cli.clock",
+    "services.cli.collections",
 )
 
 EXIT_RULE = 2

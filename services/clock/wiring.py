@@ -1,0 +1,32 @@
+"""Build a :class:`Clock` for an app: the view database, the runner of the read models
+the clock depends on, the dunning policy from settings, and the track hook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from domain.dunning import GradeSource, no_grades, track_selector
+from projections.ar_items import ArItemsProjection
+from projections.collections_worklist import CollectionsWorklistProjection
+from projections.db import ViewDatabase
+from projections.runner import ProjectionRunner
+from services.bootstrap import App
+from services.clock.policy import load_policy
+from services.clock.tick import Clock
+
+#: Credit management plugs in its grades here (customer_id -> grade or None); until then
+#: every customer follows the policy's default track.
+_grade_source: list[GradeSource] = [no_grades]
+
+
+def set_grade_source(source: GradeSource) -> None:
+    _grade_source[0] = source
+
+
+def build_clock(app: App, db: ViewDatabase | None = None, *, track_of: Callable[[str], str] | None = None) -> Clock:
+    db = db or ViewDatabase(app.settings.resolved_database_url)
+    policy = load_policy(app.settings.dunning_policy)
+    runner = ProjectionRunner(app.store, db, [ArItemsProjection(), CollectionsWorklistProjection()])
+    clock = Clock(app.store, db, policy, runner, track_of=track_of or track_selector(policy, _grade_source[0]), now=app.ledger.clock)
+    clock.setup()
+    return clock

@@ -1,0 +1,36 @@
+"""Write many events in one store call, idempotently.
+
+Time-caused facts are aggregates of one event at version 1 whose id is derived from
+the fact, so a fact recorded before is refused by the store's unique key. One call
+inserts a whole tick (one transaction); if the store refuses it (some facts were already
+recorded - a tick that crashed after writing its events but before moving its cursors),
+the batch is split in halves until the duplicates are isolated and skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from services.persistence import LedgerStore
+
+
+def record_facts(store: LedgerStore, events: Sequence[Any]) -> int:
+    """Insert ``events`` (version-1 fact aggregates); returns how many were new."""
+    to_stored = store.mapper.to_stored_event
+    return _insert(store, [to_stored(e) for e in events])
+
+
+def _insert(store: LedgerStore, stored: list[StoredEvent]) -> int:
+    if not stored:
+        return 0
+    try:
+        store.recorder.insert_events(stored)
+        return len(stored)
+    except IntegrityError:
+        if len(stored) == 1:
+            return 0
+        middle = len(stored) // 2
+        return _insert(store, stored[:middle]) + _insert(store, stored[middle:])
