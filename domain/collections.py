@@ -136,23 +136,25 @@ FIRE, SKIP, PAUSE = "fire", "skip", "pause"
 
 
 class Walk(msgspec.Struct):
-    fired: list[tuple[int, date, int]]  # (threshold index, business date, open amount then)
+    fired: list[tuple[int, int, int]]  # (threshold index, day number of the business date, open amount then)
     index: int  # the next threshold not yet passed
     parked: bool  # nothing can fire until the installment changes (settled, or disputed)
 
 
-def walk(dates: Sequence[date], index: int, day: date, open_at: Callable[[date], int],
-         hold: Callable[[date], str | None], closed_from: date | None) -> Walk:
-    """Pass every threshold dated on or before ``day``, oldest first, from ``index``.
+def walk(days: Sequence[int], index: int, today: int, open_at: Callable[[int], int],
+         hold: Callable[[int], str | None], closed_from: int | None) -> Walk:
+    """Pass every threshold dated on or before ``today``, oldest first, from ``index``.
+
+    Dates are day numbers (``date.toordinal()``): the clock walks millions of them.
 
     A threshold fires when the installment is open on its date and nothing holds it;
     ``hold`` answers SKIP (exempted, under a promise: passes silently) or PAUSE (disputed:
     stop here). When it is not open on a date from which it stays closed
     (``closed_from``, None while open now), the walk parks instead of passing the rest.
     """
-    fired: list[tuple[int, date, int]] = []
-    while index < len(dates) and dates[index] <= day:
-        on = dates[index]
+    fired: list[tuple[int, int, int]] = []
+    while index < len(days) and days[index] <= today:
+        on = days[index]
         held = hold(on)
         if held == PAUSE:
             return Walk(fired, index, True)
@@ -165,7 +167,7 @@ def walk(dates: Sequence[date], index: int, day: date, open_at: Callable[[date],
     return Walk(fired, index, False)
 
 
-def never_held(on: date) -> str | None:
+def never_held(on: int) -> str | None:
     return None
 
 

@@ -6,8 +6,9 @@ Tables (all rebuilt from the stream):
   without one are spread round-robin by :func:`collector_of` at query time);
 * ``coll_steps`` - every DunningStepDue (the "next actions due" and the results base);
 * ``coll_contacts`` - every CollectionContactLogged;
-* ``coll_promises`` - promises to pay and their verdict (the clock reads open ones);
-* ``coll_exemptions`` - dunning exemptions per invoice, with their validity dates;
+* ``coll_promises`` - promises to pay and their verdict, and ``coll_exemptions`` -
+  dunning exemptions per invoice with their validity dates (projection
+  ``collections_holds``, which the clock reads);
 * ``coll_cases`` - legal / agency cases; ``coll_costs`` - collection costs.
 
 Money (open amounts, what was recovered after a step) comes from ``ar_items``, joined
@@ -17,6 +18,7 @@ at query time, so this view never duplicates the money arithmetic.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from domain import collections_events as ce
 from domain.collections import promise_expires_on
@@ -36,13 +38,6 @@ _DDL = (
     " channel TEXT NOT NULL, outcome TEXT NOT NULL, collector TEXT NOT NULL, contact_person TEXT NOT NULL,"
     " next_action_date TEXT, notes TEXT NOT NULL, dunning_event_id TEXT)",
     "CREATE INDEX IF NOT EXISTS coll_contacts_customer ON coll_contacts (customer_id)",
-    "CREATE TABLE IF NOT EXISTS coll_promises ("
-    " promise_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, currency TEXT NOT NULL, amount_minor BIGINT NOT NULL,"
-    " made_on TEXT NOT NULL, promised_date TEXT NOT NULL, tolerance_days INTEGER NOT NULL, expires_on TEXT NOT NULL,"
-    " invoice_numbers TEXT NOT NULL, collector TEXT NOT NULL, status TEXT NOT NULL, decided_on TEXT, paid_minor BIGINT)",
-    "CREATE TABLE IF NOT EXISTS coll_exemptions ("
-    " position BIGINT PRIMARY KEY, customer_id TEXT NOT NULL, invoice_number TEXT NOT NULL, granted_on TEXT NOT NULL,"
-    " revoked_on TEXT, reason TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS coll_cases ("
     " case_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, kind TEXT NOT NULL, party TEXT NOT NULL, opened_on TEXT NOT NULL,"
     " closed_on TEXT, outcome TEXT)",
@@ -50,7 +45,17 @@ _DDL = (
     " cost_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, incurred_on TEXT NOT NULL, currency TEXT NOT NULL,"
     " amount_minor BIGINT NOT NULL, kind TEXT NOT NULL, case_id TEXT, collector TEXT NOT NULL, channel TEXT)",
 )
-_TABLES = ("coll_customers", "coll_steps", "coll_contacts", "coll_promises", "coll_exemptions", "coll_cases", "coll_costs")
+_HOLDS_DDL = (
+    "CREATE TABLE IF NOT EXISTS coll_promises ("
+    " promise_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, currency TEXT NOT NULL, amount_minor BIGINT NOT NULL,"
+    " made_on TEXT NOT NULL, promised_date TEXT NOT NULL, tolerance_days INTEGER NOT NULL, expires_on TEXT NOT NULL,"
+    " invoice_numbers TEXT NOT NULL, collector TEXT NOT NULL, status TEXT NOT NULL, decided_on TEXT, paid_minor BIGINT)",
+    "CREATE TABLE IF NOT EXISTS coll_exemptions ("
+    " position BIGINT PRIMARY KEY, customer_id TEXT NOT NULL, invoice_number TEXT NOT NULL, granted_on TEXT NOT NULL,"
+    " revoked_on TEXT, reason TEXT NOT NULL)",
+)
+_TABLES = ("coll_customers", "coll_steps", "coll_contacts", "coll_cases", "coll_costs")
+_HOLD_TABLES = ("coll_promises", "coll_exemptions")
 
 
 def _iso(day) -> str | None:  # type: ignore[no-untyped-def]
@@ -126,14 +131,17 @@ def _cost(tx: Tx, env: Envelope, e: ce.CollectionCostIncurred) -> None:
     )
 
 
-_HANDLERS = {
-    ce.DunningStepDue: _step,
-    ce.CollectionContactLogged: _contact,
+_HOLD_HANDLERS = {
     ce.PromiseToPayMade: _promise,
     ce.PromiseToPayKept: _verdict,
     ce.PromiseToPayBroken: _verdict,
     ce.DunningExemptionGranted: _exempted,
     ce.DunningExemptionRevoked: _revoked,
+}
+
+_HANDLERS = {
+    ce.DunningStepDue: _step,
+    ce.CollectionContactLogged: _contact,
     ce.CollectorAssigned: _assigned,
     ce.EscalatedToLegal: _case,
     ce.AssignedToAgency: _case,
@@ -142,19 +150,35 @@ _HANDLERS = {
 }
 
 
-class CollectionsWorklistProjection(Projection):
-    name = "collections_worklist"
-    version = 1
-    event_types = tuple(_HANDLERS)
+class _TableProjection(Projection):
+    ddl: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+    handlers: dict[type, Any] = {}
 
     def create(self, tx: Tx) -> None:
-        for ddl in _DDL:
+        for ddl in self.ddl:
             tx.execute(ddl)
 
     def drop(self, tx: Tx) -> None:
-        for table in _TABLES:
+        for table in self.tables:
             tx.execute(f"DROP TABLE IF EXISTS {table}")
 
     def handle(self, tx: Tx, batch: Sequence[Envelope]) -> None:
         for env in batch:
-            _HANDLERS[type(env.event)](tx, env, env.event)
+            self.handlers[type(env.event)](tx, env, env.event)
+
+
+class CollectionsHoldsProjection(_TableProjection):
+    """Promises to pay and dunning exemptions: what the clock reads before deciding.
+    Kept apart from the worklist so that catching it up never reads the clock's own
+    DunningStepDue facts."""
+
+    name = "collections_holds"
+    event_types = tuple(_HOLD_HANDLERS)
+    ddl, tables, handlers = _HOLDS_DDL, _HOLD_TABLES, _HOLD_HANDLERS
+
+
+class CollectionsWorklistProjection(_TableProjection):
+    name = "collections_worklist"
+    event_types = tuple(_HANDLERS)
+    ddl, tables, handlers = _DDL, _TABLES, _HANDLERS

@@ -29,17 +29,17 @@ CHUNK = 900  # bound on "IN (...)" lists: well under SQLite's variable limit
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS clock_items ("
-    " invoice_number TEXT NOT NULL, installment INTEGER NOT NULL, customer_id TEXT NOT NULL, currency TEXT NOT NULL,"
+    " id INTEGER PRIMARY KEY, invoice_number TEXT NOT NULL, installment INTEGER NOT NULL, customer_id TEXT NOT NULL, currency TEXT NOT NULL,"
     " issue_date TEXT NOT NULL, due_date TEXT NOT NULL, amount_minor BIGINT NOT NULL, open_minor BIGINT NOT NULL,"
     " touched INTEGER NOT NULL, disputed_since TEXT, track TEXT NOT NULL, bucket TEXT NOT NULL,"
     " cal_index INTEGER NOT NULL, cal_next TEXT, dun_index INTEGER NOT NULL, dun_next TEXT, dun_shift INTEGER NOT NULL,"
-    " PRIMARY KEY (invoice_number, installment))",
+    " UNIQUE (invoice_number, installment))",
     "CREATE INDEX IF NOT EXISTS clock_items_cal_next ON clock_items (cal_next)",
     "CREATE INDEX IF NOT EXISTS clock_items_dun_next ON clock_items (dun_next)",
     "CREATE TABLE IF NOT EXISTS clock_sync (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
 )
 
-COLUMNS = ("invoice_number", "installment", "customer_id", "currency", "issue_date", "due_date", "amount_minor", "open_minor",
+COLUMNS = ("id", "invoice_number", "installment", "customer_id", "currency", "issue_date", "due_date", "amount_minor", "open_minor",
            "touched", "disputed_since", "track", "bucket", "cal_index", "cal_next", "dun_index", "dun_next", "dun_shift")
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM clock_items"
 INSERT = (f"INSERT INTO clock_items ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -71,10 +71,10 @@ def first_cursors(policy: DunningPolicy, track: str, due: date) -> tuple[str | N
     return threshold_date(due, cal[0].offset_days).isoformat(), threshold_date(due, steps[0].offset_days).isoformat()
 
 
-def new_row(policy: DunningPolicy, track: str, invoice: str, number: int, customer: str, currency: str,
+def new_row(policy: DunningPolicy, row_id: int, track: str, invoice: str, number: int, customer: str, currency: str,
             issue: str, due: str, amount: int) -> tuple[Any, ...]:
     cal_next, dun_next = first_cursors(policy, track, date.fromisoformat(due))
-    return (invoice, number, customer, currency, issue, due, amount, amount, 0, None, track, "current", 0, cal_next, 0, dun_next, 0)
+    return (row_id, invoice, number, customer, currency, issue, due, amount, amount, 0, None, track, "current", 0, cal_next, 0, dun_next, 0)
 
 
 def sync(db: ViewDatabase, policy: DunningPolicy, track_of: Callable[[str], str], head: int) -> int:
@@ -98,11 +98,12 @@ def _new_installments(tx: Tx, policy: DunningPolicy, track_of: Callable[[str], s
     ).fetchall()
     tracks: dict[str, str] = {}
     rows = []
-    for invoice, number, customer, currency, issue, due, amount in found:
+    next_id = int(tx.execute("SELECT COALESCE(MAX(id), 0) FROM clock_items").fetchone()[0]) + 1
+    for offset, (invoice, number, customer, currency, issue, due, amount) in enumerate(found):
         track = tracks.get(customer)
         if track is None:
             track = tracks[customer] = track_of(customer)
-        rows.append(new_row(policy, track, invoice, int(number), customer, currency, issue, due, int(amount)))
+        rows.append(new_row(policy, next_id + offset, track, invoice, int(number), customer, currency, issue, due, int(amount)))
     tx.executemany(INSERT, rows)
     return len(rows)
 

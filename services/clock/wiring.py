@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from domain.dunning import GradeSource, no_grades, track_selector
-from projections.ar_items import ArItemsProjection
-from projections.collections_worklist import CollectionsWorklistProjection
+from domain.dunning import DunningPolicy, GradeSource, no_grades, track_selector
 from projections.db import ViewDatabase
-from projections.runner import ProjectionRunner
 from services.bootstrap import App
 from services.clock.policy import load_policy
 from services.clock.tick import Clock
@@ -23,10 +20,10 @@ def set_grade_source(source: GradeSource) -> None:
     _grade_source[0] = source
 
 
-def build_clock(app: App, db: ViewDatabase | None = None, *, track_of: Callable[[str], str] | None = None) -> Clock:
+def build_clock(app: App, db: ViewDatabase | None = None, *, policy: DunningPolicy | None = None,
+                track_of: Callable[[str], str] | None = None) -> Clock:
     db = db or ViewDatabase(app.settings.resolved_database_url)
-    policy = load_policy(app.settings.dunning_policy)
-    runner = ProjectionRunner(app.store, db, [ArItemsProjection(), CollectionsWorklistProjection()])
-    clock = Clock(app.store, db, policy, runner, track_of=track_of or track_selector(policy, _grade_source[0]), now=app.ledger.clock)
+    policy = policy or load_policy(app.settings.dunning_policy)
+    clock = Clock(app.store, db, policy, track_of=track_of or track_selector(policy, _grade_source[0]), now=app.ledger.clock)
     clock.setup()
     return clock

@@ -5,6 +5,11 @@ the fact, so a fact recorded before is refused by the store's unique key. One ca
 inserts a whole tick (one transaction); if the store refuses it (some facts were already
 recorded - a tick that crashed after writing its events but before moving its cursors),
 the batch is split in halves until the duplicates are isolated and skipped.
+
+On SQLite the library's application recorder inserts row by row (to return each
+notification id); facts need no ids back, so they go in with one ``executemany`` in
+the recorder's own transaction - same table, same statement, rowids still the
+notification ids. PostgreSQL's recorder already batches (pipeline + table lock).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from services.persistence import LedgerStore
 
@@ -27,10 +33,19 @@ def _insert(store: LedgerStore, stored: list[StoredEvent]) -> int:
     if not stored:
         return 0
     try:
-        store.recorder.insert_events(stored)
+        _bulk(store.recorder, stored)
         return len(stored)
     except IntegrityError:
         if len(stored) == 1:
             return 0
         middle = len(stored) // 2
         return _insert(store, stored[:middle]) + _insert(store, stored[middle:])
+
+
+def _bulk(recorder: Any, stored: list[StoredEvent]) -> None:
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        rows = [(s.originator_id.hex, s.originator_version, s.topic, s.state) for s in stored]
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.executemany(recorder.insert_events_statement, rows)
+        return
+    recorder.insert_events(stored)

@@ -12,7 +12,6 @@ from domain import collections_commands as cc
 from domain import commands as c
 from domain.dunning import parse_policy
 from projections.db import ViewDatabase
-from services.clock.tick import Clock
 from services.clock.wiring import build_clock
 
 POLICY = parse_policy("""
@@ -37,10 +36,7 @@ DUE = date(2026, 3, 1)
 @pytest.fixture
 def ticker(app):
     db = ViewDatabase(app.settings.resolved_database_url)
-    built = build_clock(app, db)
-    built = Clock(app.store, db, POLICY, built.runner, now=app.ledger.clock)
-    built.setup()
-    yield built
+    yield build_clock(app, db, policy=POLICY)
     db.close()
 
 
@@ -179,9 +175,7 @@ def test_a_bounced_payment_reopens_the_installment_and_later_thresholds_fire(app
 def test_the_track_follows_the_hook(app):
     db = ViewDatabase(app.settings.resolved_database_url)
     try:
-        built = build_clock(app, db)
-        ticker = Clock(app.store, db, POLICY, built.runner, track_of=lambda customer: "hard", now=app.ledger.clock)
-        ticker.setup()
+        ticker = build_clock(app, db, policy=POLICY, track_of=lambda customer: "hard")
         setup_ledger(app, "I1")
         ticker.tick(date(2026, 3, 5))
         assert [(e.track, e.step, e.channel, e.business_date) for e in facts(app, "DunningStepDue")] == [("hard", "call", "phone_call", date(2026, 3, 2))]
