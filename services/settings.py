@@ -27,6 +27,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     create_tables: bool = True
     kafka_bootstrap: str = "127.0.0.1:9092"
     dunning_policy: str = ""  # path of a dunning policy (.toml/.json); empty = the packaged default
+    collectors: str = ""  # comma-separated collectors that share unassigned customers (worklists)
 
     @property
     def resolved_database_url(self) -> str:
