@@ -181,3 +181,25 @@ def test_the_track_follows_the_hook(app):
         assert [(e.track, e.step, e.channel, e.business_date) for e in facts(app, "DunningStepDue")] == [("hard", "call", "phone_call", date(2026, 3, 2))]
     finally:
         db.close()
+
+
+def test_a_tick_that_crashed_before_moving_its_cursors_records_nothing_twice(app, ticker):
+    setup_ledger(app, "I1", "I2")
+    ticker.tick(date(2026, 4, 15))
+    head = app.store.max_position()
+    with ticker.db.transaction() as tx:  # the cursors as they were before the tick: its facts are stored, its moves lost
+        tx.execute("UPDATE clock_items SET cal_index = 0, cal_next = '2026-03-02', dun_index = 0, dun_next = '2026-02-26', bucket = 'current'")
+    again = ticker.tick(date(2026, 4, 15))
+    assert again.candidates == 4 and again.recorded == 0 and app.store.max_position() == head
+    assert ticker.tick(date(2026, 4, 15)).candidates == 0
+
+
+def test_installments_of_one_invoice_walk_their_own_due_dates(app, ticker):
+    x = app.ledger.execute
+    x(c.RegisterCustomer(customer_id="ACME", name="Acme", currency="EUR"), actor="t")
+    x(c.IssueInvoice(customer_id="ACME", invoice_number="I1", currency="EUR", amount_minor=900, issue_date=date(2026, 2, 1),
+                     installments=[c.InstallmentSpec(due_date=DUE, amount_minor=300),
+                                   c.InstallmentSpec(due_date=date(2026, 4, 1), amount_minor=600)]), actor="t")
+    ticker.tick(date(2026, 4, 2))
+    overdue = [(e.installment, e.business_date, e.open_minor) for e in facts(app, "InvoiceFellOverdue")]
+    assert overdue == [(1, date(2026, 3, 2), 300), (2, date(2026, 4, 2), 600)]

@@ -118,3 +118,13 @@ def test_a_policy_file_that_is_missing_or_json_is_read(tmp_path):
     path = tmp_path / "p.json"
     path.write_text('{"version": "j", "default_track": "t", "tracks": {"t": {"steps": [{"name": "a", "offset_days": 1, "channel": "sms", "template": "x"}]}}}')
     assert load_policy(str(path)).version == "j"
+
+
+def test_the_daemon_sleeps_until_the_next_daily_tick():
+    from datetime import UTC, datetime
+
+    from services.cli.clock import seconds_to_next_day
+
+    assert seconds_to_next_day(datetime(2026, 3, 1, 23, 0, tzinfo=UTC)) == 3600
+    assert seconds_to_next_day(datetime(2026, 3, 1, 0, 0, tzinfo=UTC)) == 86400
+    assert seconds_to_next_day(datetime(2026, 3, 1, 1, 30, tzinfo=UTC), at_hour=2) == 1800
