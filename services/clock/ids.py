@@ -9,17 +9,28 @@ from uuid import UUID, SafeUUID
 
 _new = object.__new__
 _set = object.__setattr__
+_UNKNOWN = SafeUUID.unknown
 _CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
 _SET = (0x8000 << 48) | (5 << 76)
 
 
-def _uuid_from_int(value: int) -> UUID:
+def _uuid5_int(namespace: bytes, name: str) -> int:
+    digest = sha1(namespace + name.encode()).digest()
+    return (int.from_bytes(digest[:16], "big") & _CLEAR) | _SET
+
+
+def _uuid(value: int) -> UUID:
     u = _new(UUID)
     _set(u, "int", value)
-    _set(u, "is_safe", SafeUUID.unknown)
+    _set(u, "is_safe", _UNKNOWN)
     return u
 
 
 def uuid5(namespace: UUID, name: str) -> UUID:
-    digest = sha1(namespace.bytes + name.encode()).digest()
-    return _uuid_from_int((int.from_bytes(digest[:16], "big") & _CLEAR) | _SET)
+    return _uuid(_uuid5_int(namespace.bytes, name))
+
+
+def fact_ids(namespace: bytes, name: str) -> tuple[UUID, UUID]:
+    """(aggregate id of a one-event fact, its event id = uuid5(aggregate id, "1"))."""
+    oid = _uuid5_int(namespace, name)
+    return _uuid(oid), _uuid(_uuid5_int(oid.to_bytes(16, "big"), "1"))

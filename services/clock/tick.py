@@ -36,7 +36,7 @@ from projections.ar_items import ArItemsProjection
 from projections.collections_worklist import CollectionsHoldsProjection
 from projections.db import ViewDatabase
 from services.clock import state
-from services.clock.ids import uuid5
+from services.clock.ids import fact_ids
 from services.clock.runner import TopicRunner
 from services.clock.writer import record_facts
 from services.ledger import utc_now
@@ -53,9 +53,12 @@ _day = date.fromordinal
 _iso = date.fromisoformat
 
 
-def fact_id(kind: str, *parts: object) -> UUID:
-    """Aggregate id of one time-caused fact: the same fact always gets the same id."""
-    return uuid5(NAMESPACE, ":".join((kind, *map(str, parts))))
+_NAMESPACE = NAMESPACE.bytes
+
+
+def fact_id(kind: str, *parts: object) -> tuple[UUID, UUID]:
+    """Ids of one time-caused fact (aggregate, event): the same fact always gets the same ids."""
+    return fact_ids(_NAMESPACE, ":".join((kind, *map(str, parts))))
 
 
 @dataclass
@@ -119,8 +122,8 @@ class _Tick:
         self.cal_moves: list[tuple[Any, ...]] = []
         self.dun_moves: list[tuple[Any, ...]] = []
 
-    def _fact(self, cls: type, oid: UUID, **fields: Any) -> Any:
-        return cls(originator_id=oid, event_id=uuid5(oid, "1"), **self.meta, **fields)
+    def _fact(self, cls: type, ids: tuple[UUID, UUID], **fields: Any) -> Any:
+        return cls(originator_id=ids[0], event_id=ids[1], **self.meta, **fields)
 
     # ---- reading -------------------------------------------------------------------------
 

@@ -128,3 +128,11 @@ def test_the_daemon_sleeps_until_the_next_daily_tick():
     assert seconds_to_next_day(datetime(2026, 3, 1, 23, 0, tzinfo=UTC)) == 3600
     assert seconds_to_next_day(datetime(2026, 3, 1, 0, 0, tzinfo=UTC)) == 86400
     assert seconds_to_next_day(datetime(2026, 3, 1, 1, 30, tzinfo=UTC), at_hour=2) == 1800
+
+
+def test_fact_ids_are_the_aggregate_id_and_the_ledgers_event_id():
+    from domain.registry import NAMESPACE, event_id
+    from services.clock.tick import fact_id
+
+    oid, eid = fact_id("overdue", "INV-1", 1)
+    assert oid == uuid.uuid5(NAMESPACE, "overdue:INV-1:1") and eid == event_id(oid, 1)
