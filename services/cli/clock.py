@@ -56,7 +56,10 @@ def _run(args: argparse.Namespace) -> int:
     log.info("clock_daemon_started", at_hour=args.at_hour)
     try:
         while not stop.is_set():
-            clock.tick(datetime.now(UTC).date())  # catches up every day missed while stopped
+            try:
+                clock.tick(datetime.now(UTC).date())  # catches up every day missed while stopped
+            except Exception:  # a failed tick (database away) is retried at the next one: it is idempotent
+                log.exception("clock_tick_failed")
             stop.wait(args.interval if args.interval else seconds_to_next_day(datetime.now(UTC), args.at_hour))
     finally:
         clock.db.close()

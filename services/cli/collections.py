@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,14 +30,19 @@ from services.clock.runner import TopicRunner
 from services.collections.statement_html import render
 
 
-def _views(args: argparse.Namespace) -> tuple[Any, ViewDatabase]:
+@contextmanager
+def _views(args: argparse.Namespace) -> Iterator[tuple[Any, ViewDatabase]]:
     """The app and its view database, with the collections views caught up (read your writes)."""
     app = app_from(args)
     db = ViewDatabase(app.settings.resolved_database_url)
-    runner = TopicRunner(app.store, db, [ArItemsProjection(), CollectionsHoldsProjection(), CollectionsWorklistProjection()])
-    runner.setup()
-    runner.catch_up()
-    return app, db
+    try:
+        runner = TopicRunner(app.store, db, [ArItemsProjection(), CollectionsHoldsProjection(), CollectionsWorklistProjection()])
+        runner.setup()
+        runner.catch_up()
+        yield app, db
+    finally:
+        db.close()
+        app.close()
 
 
 def _collectors(app: Any) -> list[str]:
@@ -47,12 +54,8 @@ def _day(args: argparse.Namespace) -> Any:
 
 
 def _worklist(args: argparse.Namespace) -> int:
-    app, db = _views(args)
-    try:
+    with _views(args) as (app, db):
         rows = worklist(db, _day(args), _collectors(app), args.collector)
-    finally:
-        db.close()
-        app.close()
     if args.json:
         print_json(rows)
         return 0
@@ -66,12 +69,8 @@ def _worklist(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    app, db = _views(args)
-    try:
+    with _views(args) as (app, db):
         out = results(db, _collectors(app))
-    finally:
-        db.close()
-        app.close()
     if args.json:
         print_json(out)
         return 0
@@ -86,12 +85,8 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _statement(args: argparse.Namespace) -> int:
-    app, db = _views(args)
-    try:
+    with _views(args) as (app, db):
         data = statement(db, args.customer, _day(args), load_policy(app.settings.dunning_policy).aging)
-    finally:
-        db.close()
-        app.close()
     if args.html:
         Path(args.html).write_text(render(data), encoding="utf-8")
         print(f"statement written to {args.html}", file=sys.stderr)

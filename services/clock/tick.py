@@ -35,6 +35,7 @@ from domain.registry import NAMESPACE
 from projections.ar_items import ArItemsProjection
 from projections.collections_worklist import CollectionsHoldsProjection
 from projections.db import ViewDatabase
+from projections.runner import PositionMoved
 from services.clock import state
 from services.clock.ids import fact_ids
 from services.clock.runner import TopicRunner
@@ -96,7 +97,7 @@ class Clock:
     def tick(self, day: date) -> TickReport:
         started = time.perf_counter()
         report = TickReport(day)
-        self.runner.catch_up()
+        self._catch_up()
         report.synced = state.sync(self.db, self.policy, self.track_of, self.runner.position("ar_items"))
         ctx = _Tick(self, day)
         events = ctx.calendar_facts() + ctx.dunning_facts() + ctx.promise_facts()
@@ -108,6 +109,19 @@ class Clock:
         report.seconds = time.perf_counter() - started
         log.info("clock_ticked", **report.as_dict())
         return report
+
+
+    def _catch_up(self, attempts: int = 50) -> None:
+        """Bring the views the decision reads to the head. A projection worker may be
+        advancing the same views; its commits win the compare-and-set, so retry."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.runner.catch_up()
+                return
+            except PositionMoved:
+                if attempt == attempts:
+                    raise
+                time.sleep(0.05)
 
 
 class _Tick:
