@@ -136,3 +136,18 @@ def test_fact_ids_are_the_aggregate_id_and_the_ledgers_event_id():
 
     oid, eid = fact_id("overdue", "INV-1", 1)
     assert oid == uuid.uuid5(NAMESPACE, "overdue:INV-1:1") and eid == event_id(oid, 1)
+
+
+def test_collections_events_are_public_and_carry_the_customer_key():
+    from domain.catalog import public_event_types
+    from domain.collections_events import TimeCausedEvent
+    from domain.events import AccountEvent
+
+    named = {cls.__name__: cls for cls in public_event_types()}
+    expected = {"InvoiceFellOverdue", "AgingBucketEntered", "DunningStepDue", "PromiseToPayKept", "PromiseToPayBroken",
+                "CollectionContactLogged", "PromiseToPayMade", "DunningExemptionGranted", "DunningExemptionRevoked",
+                "CollectorAssigned", "EscalatedToLegal", "AssignedToAgency", "CollectionCaseClosed", "CollectionCostIncurred"}
+    assert expected <= set(named) and "TimeCausedEvent" not in named
+    assert all(issubclass(named[n], AccountEvent) for n in expected)
+    assert {n for n in expected if issubclass(named[n], TimeCausedEvent)} == {
+        "InvoiceFellOverdue", "AgingBucketEntered", "DunningStepDue", "PromiseToPayKept", "PromiseToPayBroken"}
