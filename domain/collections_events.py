@@ -78,6 +78,7 @@ class DunningStepDue(TimeCausedEvent, frozen=True, kw_only=True):
     currency: Currency
     open_minor: NonNegativeMinor
     policy_version: str = ""
+    action: str = ""  # what the step asks beyond the contact: "credit_hold", "legal_escalation", "assign_agency", ...
 
 
 class PromiseToPayKept(TimeCausedEvent, frozen=True, kw_only=True):

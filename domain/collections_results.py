@@ -57,7 +57,7 @@ class ResultRow(msgspec.Struct, kw_only=True):
     open_at_step_minor: int = 0
     recovered_minor: int = 0
     recovered_day_minor: int = 0
-    cost_minor: int = 0
+    cost_minor: int | None = None  # None where costs cannot be attributed (tracks, steps)
 
     def add(self, outcome: StepOutcome) -> None:
         self.steps += 1
@@ -71,6 +71,6 @@ class ResultRow(msgspec.Struct, kw_only=True):
             "key": self.key, "steps": self.steps, "open_at_step_minor": self.open_at_step_minor,
             "recovered_minor": self.recovered_minor, "recovery_rate": ratio(self.recovered_minor, self.open_at_step_minor),
             "days_to_collect": days, "cost_minor": self.cost_minor,
-            "cost_per_unit_recovered": ratio(self.cost_minor, self.recovered_minor),
-            "net_recovered_minor": self.recovered_minor - self.cost_minor,
+            "cost_per_unit_recovered": None if self.cost_minor is None else ratio(self.cost_minor, self.recovered_minor),
+            "net_recovered_minor": None if self.cost_minor is None else self.recovered_minor - self.cost_minor,
         }

@@ -122,11 +122,15 @@ def _add(groups: dict[str, dict[str, ResultRow]], dims: tuple[str, str, str, str
 
 
 def _costs(db: ViewDatabase, groups: dict[str, dict[str, ResultRow]]) -> None:
+    """Costs name a collector and/or a channel; those two groups are measured net of cost."""
+    for group in ("collector", "channel"):
+        for row in groups[group].values():
+            row.cost_minor = 0
     for collector, channel, amount in db.query("SELECT collector, channel, SUM(amount_minor) FROM coll_costs GROUP BY collector, channel"):
-        if collector:
-            groups["collector"].setdefault(collector, ResultRow(key=collector)).cost_minor += int(amount)
-        if channel:
-            groups["channel"].setdefault(channel, ResultRow(key=channel)).cost_minor += int(amount)
+        for group, key in (("collector", collector), ("channel", channel)):
+            if key:
+                row = groups[group].setdefault(key, ResultRow(key=key, cost_minor=0))
+                row.cost_minor = (row.cost_minor or 0) + int(amount)
 
 
 def _promises(db: ViewDatabase) -> list[dict[str, Any]]:

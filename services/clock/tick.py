@@ -222,6 +222,7 @@ class _Tick:
                     customer_id=item[CUSTOMER], business_date=_day(on), invoice_number=item[INVOICE], installment=item[INSTALLMENT],
                     due_date=due, track=track, step=step.name, channel=step.channel, template=step.template,
                     offset_days=step.offset_days, currency=item[CURRENCY], open_minor=amount, policy_version=self.policy.version,
+                    action=step.action,
                 ))
             self.dun_moves.append((result.index, _next(days, result), item[ID]))
         return events

@@ -28,7 +28,7 @@ steps = [
   { name = "demand", offset_days = 40, channel = "formal_demand", template = "d" },
 ]
 [tracks.hard]
-steps = [{ name = "call", offset_days = 1, channel = "phone_call", template = "h" }]
+steps = [{ name = "call", offset_days = 1, channel = "phone_call", template = "h", action = "credit_hold" }]
 """)
 DUE = date(2026, 3, 1)
 
@@ -178,7 +178,8 @@ def test_the_track_follows_the_hook(app):
         ticker = build_clock(app, db, policy=POLICY, track_of=lambda customer: "hard")
         setup_ledger(app, "I1")
         ticker.tick(date(2026, 3, 5))
-        assert [(e.track, e.step, e.channel, e.business_date) for e in facts(app, "DunningStepDue")] == [("hard", "call", "phone_call", date(2026, 3, 2))]
+        assert [(e.track, e.step, e.channel, e.action, e.business_date) for e in facts(app, "DunningStepDue")] == [
+            ("hard", "call", "phone_call", "credit_hold", date(2026, 3, 2))]
     finally:
         db.close()
 

@@ -121,3 +121,5 @@ def test_worklist_results_and_statement(app, db):
     page = render(s)
     assert "ACME &lt;Ltd&gt;" in page and "<Ltd>" not in page and "60.00" in page
     assert collector_of("X", {}, []) == "unassigned"
+    letter = next(r for r in out["by_channel"] if r["key"] == "letter")
+    assert letter["cost_minor"] == 200 and next(r for r in out["by_track"] if r["key"] == "standard")["cost_minor"] is None
