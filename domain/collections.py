@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
+from functools import cache
 
 import msgspec
 
@@ -81,6 +82,7 @@ class CalendarThreshold(msgspec.Struct, frozen=True):
         return self.kind if self.kind == "overdue" else f"bucket:{self.bucket}"
 
 
+@cache
 def calendar_schedule(rule: AgingRule) -> tuple[CalendarThreshold, ...]:
     """Thresholds in crossing order: overdue on the day after due, then each bucket edge."""
     out = [CalendarThreshold(1, "overdue")]

@@ -131,12 +131,12 @@ def _open_changes(tx: Tx, policy: DunningPolicy, last: int, head: int) -> int:
     return len(deltas)
 
 
-def resume_dates(policy: DunningPolicy, item: dict[str, Any], shift: int | None = None) -> tuple[str | None, str | None]:
+def resume_dates(policy: DunningPolicy, item: dict[str, Any]) -> tuple[str | None, str | None]:
     """The dates of the current cursors (parked or not), or None where a cursor is done."""
     due = date.fromisoformat(item["due_date"])
     cal = calendar_schedule(policy.aging)
     steps = policy.track(item["track"]).steps
-    shift = int(item["dun_shift"]) if shift is None else shift
+    shift = int(item["dun_shift"])
     cal_next = threshold_date(due, cal[item["cal_index"]].offset_days).isoformat() if item["cal_index"] < len(cal) else None
     dun_next = threshold_date(due, steps[item["dun_index"]].offset_days, shift).isoformat() if item["dun_index"] < len(steps) else None
     return cal_next, dun_next
