@@ -57,9 +57,10 @@ _iso = date.fromisoformat
 _NAMESPACE = NAMESPACE.bytes
 
 
-def fact_id(kind: str, *parts: object) -> tuple[UUID, UUID]:
-    """Ids of one time-caused fact (aggregate, event): the same fact always gets the same ids."""
-    return fact_ids(_NAMESPACE, ":".join((kind, *map(str, parts))))
+def fact_id(name: str) -> tuple[UUID, UUID]:
+    """Ids of one time-caused fact (aggregate, event) from its name
+    ``kind:invoice:installment[:threshold]``: the same fact always gets the same ids."""
+    return fact_ids(_NAMESPACE, name)
 
 
 @dataclass
@@ -187,10 +188,10 @@ class _Tick:
                 common = {"customer_id": item[CUSTOMER], "business_date": _day(on), "invoice_number": item[INVOICE],
                           "installment": item[INSTALLMENT], "due_date": due, "currency": item[CURRENCY], "open_minor": amount}
                 if t.kind == "overdue":
-                    events.append(self._fact(ce.InvoiceFellOverdue, fact_id("overdue", item[INVOICE], item[INSTALLMENT]), **common))
+                    events.append(self._fact(ce.InvoiceFellOverdue, fact_id(f"overdue:{item[INVOICE]}:{item[INSTALLMENT]}"), **common))
                 else:
                     events.append(self._fact(
-                        ce.AgingBucketEntered, fact_id("bucket", item[INVOICE], item[INSTALLMENT], t.bucket), previous_bucket=bucket,
+                        ce.AgingBucketEntered, fact_id(f"bucket:{item[INVOICE]}:{item[INSTALLMENT]}:{t.bucket}"), previous_bucket=bucket,
                         bucket=t.bucket, days_past_due=on - due_day, rule_version=rule_version, **common,
                     ))
                     bucket = t.bucket
@@ -218,7 +219,7 @@ class _Tick:
             for index, on, amount in result.fired:
                 step = steps[index]
                 events.append(self._fact(
-                    ce.DunningStepDue, fact_id("dunning", item[INVOICE], item[INSTALLMENT], track, step.name),
+                    ce.DunningStepDue, fact_id(f"dunning:{item[INVOICE]}:{item[INSTALLMENT]}:{track}:{step.name}"),
                     customer_id=item[CUSTOMER], business_date=_day(on), invoice_number=item[INVOICE], installment=item[INSTALLMENT],
                     due_date=due, track=track, step=step.name, channel=step.channel, template=step.template,
                     offset_days=step.offset_days, currency=item[CURRENCY], open_minor=amount, policy_version=self.policy.version,
@@ -256,9 +257,9 @@ class _Tick:
             common = {"customer_id": customer, "business_date": verdict.on, "promise_id": pid, "promised_minor": int(amount),
                       "paid_minor": verdict.paid_minor, "currency": currency, "promised_date": _iso(promised)}
             if verdict.kept:
-                events.append(self._fact(ce.PromiseToPayKept, fact_id("promise", pid), **common))
+                events.append(self._fact(ce.PromiseToPayKept, fact_id(f"promise:{pid}"), **common))
             else:
-                events.append(self._fact(ce.PromiseToPayBroken, fact_id("promise", pid), tolerance_days=int(tolerance), **common))
+                events.append(self._fact(ce.PromiseToPayBroken, fact_id(f"promise:{pid}"), tolerance_days=int(tolerance), **common))
         return events
 
     # ---- writing ----------------------------------------------------------------------------

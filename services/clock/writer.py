@@ -20,13 +20,15 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from services.persistence import LedgerStore
+from services.persistence import LedgerStore, encode_event, topic_of
 
 
 def record_facts(store: LedgerStore, events: Sequence[Any]) -> int:
     """Insert ``events`` (version-1 fact aggregates); returns how many were new."""
-    to_stored = store.mapper.to_stored_event
-    return _insert(store, [to_stored(e) for e in events])
+    mapper = store.mapper
+    if mapper.compressor is None and mapper.cipher is None:  # the mapper would only encode: do it without the wrapper
+        return _insert(store, [StoredEvent(e.originator_id, e.originator_version, topic_of(type(e)), encode_event(e)) for e in events])
+    return _insert(store, [mapper.to_stored_event(e) for e in events])
 
 
 def _insert(store: LedgerStore, stored: list[StoredEvent]) -> int:

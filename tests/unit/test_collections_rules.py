@@ -134,7 +134,7 @@ def test_fact_ids_are_the_aggregate_id_and_the_ledgers_event_id():
     from domain.registry import NAMESPACE, event_id
     from services.clock.tick import fact_id
 
-    oid, eid = fact_id("overdue", "INV-1", 1)
+    oid, eid = fact_id("overdue:INV-1:1")
     assert oid == uuid.uuid5(NAMESPACE, "overdue:INV-1:1") and eid == event_id(oid, 1)
 
 
