@@ -39,7 +39,7 @@ from projections.runner import PositionMoved
 from services.clock import state
 from services.clock.ids import fact_ids
 from services.clock.runner import TopicRunner
-from services.clock.writer import record_facts
+from services.clock.writer import SQLITE_CACHE_KIB, record_facts
 from services.ledger import utc_now
 from services.persistence import LedgerStore
 
@@ -94,6 +94,8 @@ class Clock:
     def setup(self) -> None:
         self.runner.setup()
         state.create(self.db)
+        if self.db.dialect == "sqlite":  # a tick moves cursors all over a million-row table: keep its pages in memory
+            self.db.conn.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
 
     def tick(self, day: date) -> TickReport:
         started = time.perf_counter()

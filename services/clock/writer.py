@@ -22,6 +22,8 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from services.persistence import LedgerStore, encode_event, topic_of
 
+SQLITE_CACHE_KIB = 256 * 1024
+
 
 def record_facts(store: LedgerStore, events: Sequence[Any]) -> int:
     """Insert ``events`` (version-1 fact aggregates); returns how many were new."""
@@ -48,6 +50,7 @@ def _bulk(recorder: Any, stored: list[StoredEvent]) -> None:
     if isinstance(recorder, SQLiteApplicationRecorder):
         rows = [(s.originator_id.hex, s.originator_version, s.topic, s.state) for s in stored]
         with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")  # random-keyed inserts into a large index
             cursor.executemany(recorder.insert_events_statement, rows)
         return
     recorder.insert_events(stored)
