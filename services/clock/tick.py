@@ -48,6 +48,13 @@ log = structlog.get_logger("arledger.clock")
 ACTOR = "clock"
 #: Order of facts on the same business date: calendar, then dunning, then promises.
 _ORDER = {ce.InvoiceFellOverdue: 0, ce.AgingBucketEntered: 1, ce.DunningStepDue: 2, ce.PromiseToPayKept: 3, ce.PromiseToPayBroken: 3}
+
+#: Builds a time-caused fact: ``make(EventClass, "kind:key", **fields)``; the name fixes its ids.
+FactMaker = Callable[..., Any]
+#: A time rule of another context (e.g. credit management's CreditReviewDue): given the view
+#: database, the business date and a fact maker, the facts time caused up to that date. The
+#: clock writes them with its own, in the same bulk insert; their names make them idempotent.
+TimeRule = Callable[[ViewDatabase, date, FactMaker], list[Any]]
 (ID, INVOICE, INSTALLMENT, CUSTOMER, CURRENCY, ISSUE, DUE, AMOUNT, OPEN, TOUCHED, DISPUTED, TRACK, BUCKET,
  CAL_INDEX, CAL_NEXT, DUN_INDEX, DUN_NEXT, DUN_SHIFT) = range(len(state.COLUMNS))
 _day = date.fromordinal
@@ -81,11 +88,13 @@ class Clock:
     """Decides and records time-caused facts. One clock process per store."""
 
     def __init__(self, store: LedgerStore, db: ViewDatabase, policy: DunningPolicy,
-                 track_of: Callable[[str], str] | None = None, now: Callable[[], datetime] = utc_now) -> None:
+                 track_of: Callable[[str], str] | None = None, now: Callable[[], datetime] = utc_now,
+                 rules: tuple[TimeRule, ...] = ()) -> None:
         self.store, self.db, self.policy = store, db, policy
         self.runner = TopicRunner(store, db, [ArItemsProjection(), CollectionsHoldsProjection()])
         self.track_of = track_of or track_selector(policy)
         self.now = now
+        self.rules = rules
         self.calendar = calendar_schedule(policy.aging)
         self.cal_offsets = [t.offset_days for t in self.calendar]
         self.steps = {name: track.steps for name, track in policy.tracks.items()}
@@ -104,8 +113,10 @@ class Clock:
         report.synced = state.sync(self.db, self.policy, self.track_of, self.runner.position("ar_items"))
         ctx = _Tick(self, day)
         events = ctx.calendar_facts() + ctx.dunning_facts() + ctx.promise_facts()
+        for rule in self.rules:
+            events += rule(self.db, day, ctx.make)
         report.candidates = ctx.candidates
-        events.sort(key=lambda e: (e.business_date, _ORDER[type(e)], getattr(e, "invoice_number", ""), getattr(e, "installment", 0)))
+        events.sort(key=lambda e: (e.business_date, _ORDER.get(type(e), 9), getattr(e, "invoice_number", ""), getattr(e, "installment", 0)))
         report.recorded = record_facts(self.store, events)
         ctx.save_cursors()
         report.by_type = dict(Counter(type(e).__name__ for e in events))
@@ -141,6 +152,10 @@ class _Tick:
 
     def _fact(self, cls: type, ids: tuple[UUID, UUID], **fields: Any) -> Any:
         return cls(originator_id=ids[0], event_id=ids[1], **self.meta, **fields)
+
+    def make(self, cls: type, name: str, **fields: Any) -> Any:
+        """The :data:`FactMaker` given to other contexts' time rules."""
+        return self._fact(cls, fact_id(name), **fields)
 
     # ---- reading -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import pytest
 
 from domain import collections_commands as cc
 from domain import commands as c
+from domain.collections_events import TimeCausedEvent
 from domain.dunning import parse_policy
 from projections.db import ViewDatabase
 from services.clock.wiring import build_clock
@@ -204,3 +205,28 @@ def test_installments_of_one_invoice_walk_their_own_due_dates(app, ticker):
     ticker.tick(date(2026, 4, 2))
     overdue = [(e.installment, e.business_date, e.open_minor) for e in facts(app, "InvoiceFellOverdue")]
     assert overdue == [(1, date(2026, 3, 2), 300), (2, date(2026, 4, 2), 600)]
+
+
+class ReviewDue(TimeCausedEvent, frozen=True, kw_only=True):
+    """Stands in for credit management's CreditReviewDue in the test of the rule hook."""
+
+    quarter: str
+
+
+def test_other_contexts_add_time_rules_recorded_idempotently_in_date_order(app):
+    def review_rule(db, day, make):
+        rows = db.query("SELECT customer_id FROM ar_customers ORDER BY customer_id")
+        return [make(ReviewDue, f"test-review:{customer}:2026Q1", customer_id=customer, business_date=date(2026, 1, 1), quarter="2026Q1")
+                for (customer,) in rows]
+
+    db = ViewDatabase(app.settings.resolved_database_url)
+    try:
+        setup_ledger(app, "I1")
+        ticker = build_clock(app, db, policy=POLICY)
+        ticker.rules = (review_rule,)
+        first = ticker.tick(date(2026, 3, 5))
+        assert first.recorded == 4 and first.by_type["ReviewDue"] == 1
+        assert [type(e).__name__ for e in facts(app, "ReviewDue", "DunningStepDue")] == ["ReviewDue", "DunningStepDue"]
+        assert ticker.tick(date(2026, 3, 5)).recorded == 0
+    finally:
+        db.close()
