@@ -117,9 +117,10 @@ class Clock:
             events += rule(self.db, day, ctx.make)
         report.candidates = ctx.candidates
         events.sort(key=lambda e: (e.business_date, _ORDER.get(type(e), 9), getattr(e, "invoice_number", ""), getattr(e, "installment", 0)))
-        report.recorded = record_facts(self.store, events)
+        recorded = record_facts(self.store, events)
         ctx.save_cursors()
-        report.by_type = dict(Counter(type(e).__name__ for e in events))
+        report.recorded = len(recorded)
+        report.by_type = dict(Counter(s.topic.rsplit(":", 1)[-1] for s in recorded))
         report.seconds = time.perf_counter() - started
         log.info("clock_ticked", **report.as_dict())
         return report

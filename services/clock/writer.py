@@ -25,23 +25,23 @@ from services.persistence import LedgerStore, encode_event, topic_of
 SQLITE_CACHE_KIB = 256 * 1024
 
 
-def record_facts(store: LedgerStore, events: Sequence[Any]) -> int:
-    """Insert ``events`` (version-1 fact aggregates); returns how many were new."""
+def record_facts(store: LedgerStore, events: Sequence[Any]) -> list[StoredEvent]:
+    """Insert ``events`` (version-1 fact aggregates); returns those that were new."""
     mapper = store.mapper
     if mapper.compressor is None and mapper.cipher is None:  # the mapper would only encode: do it without the wrapper
         return _insert(store, [StoredEvent(e.originator_id, e.originator_version, topic_of(type(e)), encode_event(e)) for e in events])
     return _insert(store, [mapper.to_stored_event(e) for e in events])
 
 
-def _insert(store: LedgerStore, stored: list[StoredEvent]) -> int:
+def _insert(store: LedgerStore, stored: list[StoredEvent]) -> list[StoredEvent]:
     if not stored:
-        return 0
+        return []
     try:
         _bulk(store.recorder, stored)
-        return len(stored)
+        return stored
     except IntegrityError:
         if len(stored) == 1:
-            return 0
+            return []
         middle = len(stored) // 2
         return _insert(store, stored[:middle]) + _insert(store, stored[middle:])
 

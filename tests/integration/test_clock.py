@@ -192,7 +192,7 @@ def test_a_tick_that_crashed_before_moving_its_cursors_records_nothing_twice(app
     with ticker.db.transaction() as tx:  # the cursors as they were before the tick: its facts are stored, its moves lost
         tx.execute("UPDATE clock_items SET cal_index = 0, cal_next = '2026-03-02', dun_index = 0, dun_next = '2026-02-26', bucket = 'current'")
     again = ticker.tick(date(2026, 4, 15))
-    assert again.candidates == 4 and again.recorded == 0 and app.store.max_position() == head
+    assert again.candidates == 4 and again.recorded == 0 and again.by_type == {} and app.store.max_position() == head
     assert ticker.tick(date(2026, 4, 15)).candidates == 0
 
 
