@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000 invoices instead of 1,000,000")
     parser.add_argument("--count", type=int, help="number of open invoices")
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)  # bench.run_all passes every module the same flags
     count = args.count or (100_000 if args.quick else 1_000_000)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'ledger.sqlite'}"

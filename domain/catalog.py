@@ -13,6 +13,7 @@ EVENT_MODULES: tuple[str, ...] = (
     "domain.events",
     "domain.registry",
     "domain.collections_events",
+    "domain.credit_events",
 )
 
 

@@ -12,6 +12,7 @@ PROJECTIONS: list[str] = [
     "projections.ar_items:ArItemsProjection",
     "projections.collections_worklist:CollectionsHoldsProjection",
     "projections.collections_worklist:CollectionsWorklistProjection",
+    "projections.audit_trail:AuditTrail",
 ]
 
 

@@ -20,6 +20,10 @@ MODULES: tuple[str, ...] = (
     "services.cli.projections",
     "services.cli.clock",
     "services.cli.collections",
+    "services.cli.risk",
+    "services.cli.audit",
+    "services.cli.credit",
+    "services.cli.importer",
 )
 
 EXIT_RULE = 2

@@ -230,3 +230,18 @@ def test_other_contexts_add_time_rules_recorded_idempotently_in_date_order(app):
         assert ticker.tick(date(2026, 3, 5)).recorded == 0
     finally:
         db.close()
+
+
+def test_the_track_follows_the_credit_grade(app):
+    from domain.credit_commands import AssessCredit
+
+    db = ViewDatabase(app.settings.resolved_database_url)
+    try:
+        setup_ledger(app, "I1")
+        app.ledger.execute(AssessCredit(customer_id="ACME", assessed_on=date(2026, 2, 1)), actor="t")
+        grade = app.ledger.account("ACME").state.credit.grade
+        expected = app.credit.active_policy()[0].grade_policy(grade).dunning_track
+        build_clock(app, db).tick(date(2026, 3, 10))  # the packaged dunning policy has gentle, standard, strict
+        assert grade is not None and {e.track for e in facts(app, "DunningStepDue")} == {expected}
+    finally:
+        db.close()
