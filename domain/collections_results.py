@@ -1,8 +1,9 @@
 """Pure arithmetic of collector worklists and collection results.
 
 * **Priority** of a customer on a worklist: overdue amount, weighted up by how late it
-  is and by the customer's risk (broken promises count, as the issue asks):
-  ``overdue_minor x (30 + days_past_due) / 30 x (1 + broken_promises)``, in integers.
+  is and by the customer's risk - broken promises, plus the credit grade's rank (0 for
+  the best grade) when credit management grades customers:
+  ``overdue_minor x (30 + days_past_due) / 30 x (1 + broken_promises + grade_rank)``.
 * **Attribution** of recovered money to dunning steps: last touch - a payment
   applied to an installment counts for the latest step that fired for that installment
   on or before the payment's value date.
@@ -26,8 +27,8 @@ def ratio(numerator: int, denominator: int) -> Decimal | None:
     return (Decimal(numerator) / Decimal(denominator)).quantize(PLACES, ROUND_HALF_EVEN)
 
 
-def priority(overdue_minor: int, days_past_due: int, broken_promises: int) -> int:
-    return overdue_minor * (30 + max(days_past_due, 0)) * (1 + broken_promises) // 30
+def priority(overdue_minor: int, days_past_due: int, broken_promises: int, grade_rank: int = 0) -> int:
+    return overdue_minor * (30 + max(days_past_due, 0)) * (1 + broken_promises + grade_rank) // 30
 
 
 class StepOutcome(msgspec.Struct, kw_only=True):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
@@ -33,8 +33,10 @@ def _assigned(db: ViewDatabase) -> dict[str, str]:
     return dict(db.query("SELECT customer_id, collector FROM coll_customers"))
 
 
-def worklist(db: ViewDatabase, as_of: date, collectors: Sequence[str], collector: str | None = None) -> list[dict[str, Any]]:
-    """Customers with overdue open items, highest priority first, with the actions due."""
+def worklist(db: ViewDatabase, as_of: date, collectors: Sequence[str], collector: str | None = None,
+             grade_of: Callable[[str], tuple[str | None, int]] | None = None) -> list[dict[str, Any]]:
+    """Customers with overdue open items, highest priority first, with the actions due.
+    ``grade_of`` (credit management): customer_id -> (grade, rank, 0 = best)."""
     iso = as_of.isoformat()
     assigned = _assigned(db)
     overdue = db.query(
@@ -49,10 +51,11 @@ def worklist(db: ViewDatabase, as_of: date, collectors: Sequence[str], collector
         if collector is not None and who != collector:
             continue
         dpd = (as_of - date.fromisoformat(oldest_due)).days
+        grade, rank = grade_of(customer) if grade_of else (None, 0)
         rows.append({
             "customer_id": customer, "name": name, "collector": who, "currency": currency, "overdue_minor": int(amount),
             "overdue_items": int(items), "days_past_due": dpd, "broken_promises": int(broken.get(customer, 0)),
-            "priority": priority(int(amount), dpd, int(broken.get(customer, 0))),
+            "grade": grade, "priority": priority(int(amount), dpd, int(broken.get(customer, 0)), rank),
         })
     rows.sort(key=lambda r: (-r["priority"], -r["days_past_due"], r["customer_id"]))
     _next_actions(db, rows, iso)

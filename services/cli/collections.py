@@ -49,20 +49,33 @@ def _collectors(app: Any) -> list[str]:
     return [c.strip() for c in app.settings.collectors.split(",") if c.strip()]
 
 
+def _grades(app: Any) -> Any:
+    """customer_id -> (credit grade, its rank, 0 = best) from credit management, if present."""
+    if app.credit is None:
+        return None
+    policy = app.credit.active_policy()[0]
+
+    def grade_of(customer_id: str) -> tuple[str | None, int]:
+        grade = app.ledger.account(customer_id).state.credit.grade
+        return grade, (policy.grade_rank(grade) if grade else 0)
+
+    return grade_of
+
+
 def _day(args: argparse.Namespace) -> Any:
     return parse_day(args.date) if args.date else datetime.now(UTC).date()
 
 
 def _worklist(args: argparse.Namespace) -> int:
     with _views(args) as (app, db):
-        rows = worklist(db, _day(args), _collectors(app), args.collector)
+        rows = worklist(db, _day(args), _collectors(app), args.collector, _grades(app))
     if args.json:
         print_json(rows)
         return 0
-    table = Table("customer", "collector", "overdue", "days", "broken", "priority", "actions due", "next action", title=f"worklist {args.collector or ''}")
+    table = Table("customer", "collector", "grade", "overdue", "days", "broken", "priority", "actions due", "next action", title=f"worklist {args.collector or ''}")
     for r in rows:
         actions = ", ".join(f"{a['invoice_number']}:{a['step']}({a['channel']})" for a in r["actions_due"][:3])
-        table.add_row(r["customer_id"], r["collector"], format_minor(r["overdue_minor"], r["currency"]), str(r["days_past_due"]),
+        table.add_row(r["customer_id"], r["collector"], r["grade"] or "-", format_minor(r["overdue_minor"], r["currency"]), str(r["days_past_due"]),
                       str(r["broken_promises"]), str(r["priority"]), actions, r["next_action_date"] or "-")
     Console().print(table)
     return 0

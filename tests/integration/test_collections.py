@@ -103,6 +103,8 @@ def test_worklist_results_and_statement(app, db):
     assert answered not in {a["dunning_event_id"] for a in acme["actions_due"]} and acme["actions_due"]
     assert acme["next_action_date"] == "2026-02-28" and acme["open_promises"] == []
     assert [r["customer_id"] for r in worklist(db, date(2026, 3, 1), ["bob"], "bob")] == ["BOLT"]
+    graded = worklist(db, date(2026, 3, 1), ["bob"], grade_of=lambda customer: ("E", 3) if customer == "BOLT" else ("A", 0))
+    assert [(r["customer_id"], r["grade"], r["priority"]) for r in graded] == [("BOLT", "E", 15_733), ("ACME", "A", 11_800)]
 
     out = results(db, ["bob"])
     ann = next(r for r in out["by_collector"] if r["key"] == "ann")
