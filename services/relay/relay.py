@@ -23,10 +23,12 @@ import random
 import threading
 import time
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from kafka.errors import KafkaTimeoutError
+from kafka.partitioner.default import murmur2
 
 from projections.db import ViewDatabase
 from services.persistence import LedgerStore
@@ -60,6 +62,7 @@ class Relay:
         self.timeout_ms = settings.kafka_timeout_ms
         self.producer: Any = None
         self.published = 0
+        self._partition_cache: dict[tuple[str, int], dict[bytes, int]] = {}
 
     # ---- position --------------------------------------------------------------------
 
@@ -111,19 +114,36 @@ class Relay:
         self.connect()
         send = self.producer.send
         events_topic, overdue_topic, overdue, source = self.settings.kafka_events_topic, self.settings.kafka_overdue_topic, self.overdue, self.source
+        events_partition, overdue_partition = self._partitioner(events_topic), self._partitioner(overdue_topic)
         futures = []
         for n in notifications:
             kind = kind_of(n.topic)
             if not kind.public:
                 continue
             key, value = to_message(kind, source, n.id, n.state)
-            futures.append(send(events_topic, key=key, value=value, headers=HEADERS))
+            futures.append(send(events_topic, key=key, value=value, headers=HEADERS, partition=events_partition(key)))
             if kind.name in overdue:
-                futures.append(send(overdue_topic, key=key, value=value, headers=HEADERS))
+                futures.append(send(overdue_topic, key=key, value=value, headers=HEADERS, partition=overdue_partition(key)))
         self._await_acks(futures)
         self._commit(after, notifications[-1].id)
         self.published += len(futures)
         return len(notifications)
+
+    def _partitioner(self, topic: str) -> Callable[[bytes], int]:
+        """Kafka's default key partitioning (murmur2, as the Java client does), memoised
+        per customer: kafka-python computes murmur2 in pure Python on every send."""
+        count = len(self.producer.partitions_for(topic))
+        cache = self._partition_cache.setdefault((topic, count), {})
+        if len(cache) > 1_000_000:
+            cache.clear()
+
+        def partition(key: bytes) -> int:
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = (murmur2(key) & 0x7FFFFFFF) % count
+            return found
+
+        return partition
 
     def _await_acks(self, futures: list[Any]) -> None:
         try:
