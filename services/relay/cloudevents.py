@@ -96,15 +96,24 @@ def source_of(ledger_name: str) -> str:
     return f"/arledger/{ledger_name}"
 
 
-def to_message(kind: EventKind, source: str, position: int, state: bytes) -> tuple[bytes, bytes]:
-    """(key, value) of the Kafka message for one stored event."""
+def subject_of(state: bytes) -> tuple[str, Any]:
+    """(subject, head) of a stored event: the customer id (else the originator id)."""
     head = _head_decoder.decode(state)
-    subject = head.customer_id or head.originator_id
-    envelope = CloudEvent(
+    return head.customer_id or head.originator_id, head
+
+
+def envelope(kind: EventKind, source: str, position: int, subject: str, head: Any, state: bytes) -> bytes:
+    """The Kafka message value: the CloudEvent around the stored bytes."""
+    return _envelope_encoder.encode(CloudEvent(
         id=head.event_id, source=source, type=kind.type, subject=subject, time=head.recorded_at,
         dataschema=kind.dataschema, ledgerposition=position, data=msgspec.Raw(state),
-    )
-    return subject.encode(), _envelope_encoder.encode(envelope)
+    ))
+
+
+def to_message(kind: EventKind, source: str, position: int, state: bytes) -> tuple[bytes, bytes]:
+    """(key, value) of the Kafka message for one stored event."""
+    subject, head = subject_of(state)
+    return subject.encode(), envelope(kind, source, position, subject, head, state)
 
 
 def from_message(value: bytes) -> CloudEvent:

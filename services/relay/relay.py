@@ -12,6 +12,9 @@ database). Consequences:
 * one customer's events stay in order: the key is the customer id (one partition), a
   batch is sent in stream order by an idempotent producer, and the next batch starts
   only after the previous one was acknowledged;
+* it scales out by customer: ``shard=(i, n)`` publishes only the customers whose
+  events-topic partition is ``i`` modulo ``n``, with a position of its own, so ``n``
+  relay processes share the work and each customer's order is still kept by one of them;
 * the relay is independent of the command path: while the broker is down commands are
   recorded as usual, the relay retries with exponential backoff, logs ``relay_lag``, and
   drains the backlog in order when the broker is back (re-creating missing topics).
@@ -32,7 +35,7 @@ from kafka.partitioner.default import murmur2
 
 from projections.db import ViewDatabase
 from services.persistence import LedgerStore
-from services.relay.cloudevents import HEADERS, kind_of, source_of, to_message
+from services.relay.cloudevents import HEADERS, envelope, kind_of, source_of, subject_of
 from services.relay.kafka import ensure_topics, make_producer
 from services.settings import Settings
 
@@ -51,11 +54,17 @@ class RelayPositionMoved(RuntimeError):
 
 
 class Relay:
-    def __init__(self, store: LedgerStore, db: ViewDatabase, settings: Settings, *, name: str = "kafka", batch_size: int | None = None) -> None:
+    def __init__(
+        self, store: LedgerStore, db: ViewDatabase, settings: Settings, *, name: str = "kafka", batch_size: int | None = None, shard: tuple[int, int] = (0, 1),
+    ) -> None:
         self.store = store
         self.db = db
         self.settings = settings
-        self.name = name
+        self.shard, self.shards = shard
+        if not 0 <= self.shard < self.shards:
+            raise ValueError(f"shard {self.shard} of {self.shards}")
+        #: Each shard stores its own position.
+        self.name = name if self.shards == 1 else f"{name}-{self.shard}-of-{self.shards}"
         self.batch_size = batch_size or settings.relay_batch_size
         self.source = source_of(settings.ledger_name)
         self.overdue = settings.overdue_event_names
@@ -116,12 +125,18 @@ class Relay:
         events_topic, overdue_topic, overdue, source = self.settings.kafka_events_topic, self.settings.kafka_overdue_topic, self.overdue, self.source
         events_partition, overdue_partition = self._partitioner(events_topic), self._partitioner(overdue_topic)
         futures = []
+        shard, shards = self.shard, self.shards
         for n in notifications:
             kind = kind_of(n.topic)
             if not kind.public:
                 continue
-            key, value = to_message(kind, source, n.id, n.state)
-            futures.append(send(events_topic, key=key, value=value, headers=HEADERS, partition=events_partition(key)))
+            subject, head = subject_of(n.state)
+            key = subject.encode()
+            partition = events_partition(key)
+            if shards > 1 and partition % shards != shard:
+                continue  # another shard's customer
+            value = envelope(kind, source, n.id, subject, head, n.state)
+            futures.append(send(events_topic, key=key, value=value, headers=HEADERS, partition=partition))
             if kind.name in overdue:
                 futures.append(send(overdue_topic, key=key, value=value, headers=HEADERS, partition=overdue_partition(key)))
         self._await_acks(futures)

@@ -14,6 +14,7 @@ from datetime import date
 import jsonschema_rs
 import msgspec
 import pytest
+import structlog
 
 from domain import commands as c
 from projections.db import ViewDatabase
@@ -215,6 +216,7 @@ def test_broker_down_commands_still_recorded_backlog_drains_in_order(tmp_path, p
         worker.join(timeout=30)
         db.close()
         app.close()
+        structlog.reset_defaults()  # the logger wrote to capsys's stream, closed after this test
     # the restarted broker lost what it had (in memory): the 30 invoices are what it holds
     records = read_topic(settings.kafka_bootstrap, settings.kafka_events_topic, at_least=30)
     per_key: dict[str, list[int]] = defaultdict(list)
@@ -234,3 +236,21 @@ def _wait(predicate, what: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for: {what}")
         time.sleep(0.05)
+
+
+def test_two_relay_shards_publish_every_event_once_between_them(sqlite_kafka_app):
+    app = sqlite_kafka_app
+    record_bulk(app.store, customers=30, invoices_per_customer=5)
+    stored = stored_public(app.store)
+    db = ViewDatabase(app.settings.resolved_database_url)
+    shards = [Relay(app.store, db, app.settings, batch_size=40, shard=(i, 2)) for i in range(2)]
+    for relay in shards:
+        relay.setup()
+        relay.drain()
+        relay.disconnect()
+    db.close()
+    assert all(r.published > 0 for r in shards) and sum(r.published for r in shards) == len(stored)
+    records = read_topic(app.settings.kafka_bootstrap, app.settings.kafka_events_topic, at_least=len(stored))
+    assert assert_exactly_the_stored_set_after_dedup(records, stored) == 0
+    shard_of_partition = {r.partition % 2 for r in records}
+    assert shard_of_partition == {0, 1}
