@@ -8,7 +8,9 @@ from eventsourcing.utils import resolve_topic
 from projections.runner import Projection
 
 #: "module:Class" of every projection run by ``arledger projections run``.
-PROJECTIONS: list[str] = []
+PROJECTIONS: list[str] = [
+    "projections.ar_items:ArItemsProjection",
+]
 
 
 def all_projections() -> list[Projection]:

@@ -18,6 +18,7 @@ MODULES: tuple[str, ...] = (
     "services.cli.schema",
     "services.cli.demo",
     "services.cli.projections",
+    "services.cli.risk",
     "services.cli.relay",
 )
 

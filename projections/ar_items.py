@@ -1,0 +1,276 @@
+"""The receivables ledger as rows: the shared base of aging, KPIs, risk and collections.
+
+Every money event becomes *movements*: signed changes of one installment's open amount
+(or of unapplied cash, or of open credits), each stamped with
+
+* ``effective_date`` - the business date from which it counts (the "as of" axis:
+  issue date, payment value date, credit-note date, write-off effective date);
+* ``position`` and ``recorded_at`` - where and when it entered the stream (the "as
+  known at" axis).
+
+So "what was open on D, as known at T (or at stream position P)" is one filtered sum,
+and the same rows answer any later question without replaying events. Nothing is ever
+updated in place except ``ar_installments.open_minor`` (open as of every date, as known
+now), a convenience for current-state queries such as worklists and credit checks.
+
+Movement kinds and signs (the change of the receivable):
+
+==============  =====  ==========================================================
+kind            sign   rows
+==============  =====  ==========================================================
+invoiced        \\+     one per installment, at the invoice's issue date
+credited        \\-     credit note lines against an invoice, at its issue date
+allocated       \\-     a payment applied, at the payment's value date
+unallocated     \\+     a bounced payment's allocations undone, at ``reversed_on``
+written_off     \\-     an approved write-off's lines, at its effective date
+cash_received   \\+     unapplied cash (``installment`` NULL)
+cash_allocated  \\-     unapplied cash consumed by an allocation
+cash_reversed   \\-     a bounced payment's remaining unapplied cash
+open_credit     \\+     a standalone credit note (``invoice_number`` NULL)
+recovered       info   money recovered after write-off; does not reopen the invoice
+==============  =====  ==========================================================
+
+Item rows are those with ``installment IS NOT NULL``; they always reconcile:
+open = invoiced - credited - allocated - written off (+ reversals).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from domain import events as ev
+from projections.db import Tx, ViewDatabase
+from projections.runner import Envelope, Projection
+
+ITEM_KINDS = ("invoiced", "credited", "allocated", "unallocated", "written_off")
+CASH_KINDS = ("cash_received", "cash_allocated", "cash_reversed")
+
+_TABLES = ("ar_customers", "ar_installments", "ar_movements", "ar_disputes")
+
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS ar_customers ("
+    " customer_id TEXT PRIMARY KEY, name TEXT NOT NULL, currency TEXT NOT NULL, payment_terms_days INTEGER NOT NULL,"
+    " region TEXT NOT NULL, industry TEXT NOT NULL, salesperson TEXT NOT NULL, country TEXT NOT NULL,"
+    " position BIGINT NOT NULL, recorded_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ar_installments ("
+    " invoice_number TEXT NOT NULL, installment INTEGER NOT NULL, customer_id TEXT NOT NULL, currency TEXT NOT NULL,"
+    " issue_date TEXT NOT NULL, due_date TEXT NOT NULL, amount_minor BIGINT NOT NULL, open_minor BIGINT NOT NULL,"
+    " position BIGINT NOT NULL, recorded_at TEXT NOT NULL, PRIMARY KEY (invoice_number, installment))",
+    "CREATE INDEX IF NOT EXISTS ar_installments_customer ON ar_installments (customer_id)",
+    "CREATE INDEX IF NOT EXISTS ar_installments_due ON ar_installments (due_date)",
+    "CREATE TABLE IF NOT EXISTS ar_movements ("
+    " position BIGINT NOT NULL, seq INTEGER NOT NULL, recorded_at TEXT NOT NULL, customer_id TEXT NOT NULL,"
+    " currency TEXT NOT NULL, invoice_number TEXT, installment INTEGER, kind TEXT NOT NULL,"
+    " effective_date TEXT NOT NULL, amount_minor BIGINT NOT NULL, document TEXT NOT NULL,"
+    " PRIMARY KEY (position, seq))",
+    "CREATE INDEX IF NOT EXISTS ar_movements_item ON ar_movements (invoice_number, installment)",
+    "CREATE INDEX IF NOT EXISTS ar_movements_customer ON ar_movements (customer_id)",
+    "CREATE TABLE IF NOT EXISTS ar_disputes ("
+    " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, customer_id TEXT NOT NULL, invoice_number TEXT NOT NULL,"
+    " kind TEXT NOT NULL, effective_date TEXT NOT NULL, amount_minor BIGINT, reason TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ar_disputes_invoice ON ar_disputes (invoice_number)",
+)
+
+_INSERT_MOVEMENT = (
+    "INSERT INTO ar_movements (position, seq, recorded_at, customer_id, currency, invoice_number, installment, kind,"
+    " effective_date, amount_minor, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_INSTALLMENT = (
+    "INSERT INTO ar_installments (invoice_number, installment, customer_id, currency, issue_date, due_date,"
+    " amount_minor, open_minor, position, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_CUSTOMER = (
+    "INSERT INTO ar_customers (customer_id, name, currency, payment_terms_days, region, industry, salesperson, country,"
+    " position, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, currency = excluded.currency,"
+    " payment_terms_days = excluded.payment_terms_days, region = excluded.region, industry = excluded.industry,"
+    " salesperson = excluded.salesperson, country = excluded.country, position = excluded.position,"
+    " recorded_at = excluded.recorded_at"
+)
+
+
+class _Batch:
+    """Rows of one batch, collected in memory and written with one executemany each."""
+
+    def __init__(self) -> None:
+        self.movements: list[tuple[Any, ...]] = []
+        self.installments: list[tuple[Any, ...]] = []
+        self.disputes: list[tuple[Any, ...]] = []
+        self.customers: dict[str, list[Any]] = {}
+        self.open_deltas: dict[tuple[str, int], int] = defaultdict(int)
+
+    def move(self, env: Envelope, e: Any, kind: str, day: date, amount: int, document: str,
+             invoice: str | None = None, installment: int | None = None) -> None:
+        self.movements.append((
+            env.position, len(self.movements), _iso(e.recorded_at), e.customer_id, e.currency, invoice, installment,
+            kind, day.isoformat(), amount, document,
+        ))
+        if installment is not None and kind != "invoiced":
+            self.open_deltas[(invoice, installment)] += amount  # type: ignore[index]
+
+    def lines(self, env: Envelope, e: Any, kind: str, day: date, sign: int, document: str,
+              lines: Sequence[ev.AllocationLine]) -> None:
+        for line in lines:
+            self.move(env, e, kind, day, sign * line.amount_minor, document, line.invoice_number, line.installment)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _invoice(b: _Batch, env: Envelope, e: ev.InvoiceIssued) -> None:
+    for inst in e.installments:
+        b.installments.append((
+            e.invoice_number, inst.number, e.customer_id, e.currency, e.issue_date.isoformat(), inst.due_date.isoformat(),
+            inst.amount_minor, inst.amount_minor, env.position, _iso(e.recorded_at),
+        ))
+        b.move(env, e, "invoiced", e.issue_date, inst.amount_minor, e.invoice_number, e.invoice_number, inst.number)
+
+
+def _credit_note(b: _Batch, env: Envelope, e: ev.CreditNoteIssued) -> None:
+    if e.invoice_number is None:
+        b.move(env, e, "open_credit", e.issue_date, e.amount_minor, e.credit_note_number)
+    else:
+        b.lines(env, e, "credited", e.issue_date, -1, e.credit_note_number, e.applied)
+
+
+def _payment_received(b: _Batch, env: Envelope, e: ev.PaymentReceived) -> None:
+    b.move(env, e, "cash_received", e.value_date, e.amount_minor, e.payment_id)
+
+
+def _payment_allocated(b: _Batch, env: Envelope, e: ev.PaymentAllocated) -> None:
+    b.move(env, e, "allocated", e.value_date, -e.amount_minor, e.payment_id, e.invoice_number, e.installment)
+    b.move(env, e, "cash_allocated", e.value_date, -e.amount_minor, e.payment_id)
+
+
+def _payment_reversed(b: _Batch, env: Envelope, e: ev.PaymentReversed) -> None:
+    b.lines(env, e, "unallocated", e.reversed_on, +1, e.payment_id, e.unallocated)
+    remaining = e.amount_minor - sum(line.amount_minor for line in e.unallocated)
+    if remaining:
+        b.move(env, e, "cash_reversed", e.reversed_on, -remaining, e.payment_id)
+
+
+def _write_off(b: _Batch, env: Envelope, e: ev.WriteOffApproved) -> None:
+    b.lines(env, e, "written_off", e.effective_date, -1, e.write_off_id, e.applied)
+
+
+def _recovered(b: _Batch, env: Envelope, e: ev.WrittenOffAmountRecovered) -> None:
+    b.move(env, e, "recovered", e.received_on, e.amount_minor, e.reference or e.invoice_number, e.invoice_number)
+
+
+def _disputed(b: _Batch, env: Envelope, e: ev.InvoiceDisputed) -> None:
+    b.disputes.append((env.position, _iso(e.recorded_at), e.customer_id, e.invoice_number, "disputed",
+                       e.disputed_on.isoformat(), e.amount_minor, e.reason))
+
+
+def _dispute_resolved(b: _Batch, env: Envelope, e: ev.InvoiceDisputeResolved) -> None:
+    b.disputes.append((env.position, _iso(e.recorded_at), e.customer_id, e.invoice_number, "resolved",
+                       e.resolved_on.isoformat(), None, e.resolution))
+
+
+def _registered(b: _Batch, env: Envelope, e: ev.CustomerRegistered) -> None:
+    b.customers[e.customer_id] = [e.customer_id, e.name, e.currency, e.payment_terms_days, e.region, e.industry,
+                                  e.salesperson, e.country, env.position, _iso(e.recorded_at)]
+
+
+_CUSTOMER_COLUMNS = {"name": 1, "region": 4, "industry": 5, "salesperson": 6, "country": 7}
+
+
+def _customer_changed(tx: Tx, b: _Batch, env: Envelope, e: ev.CustomerUpdated | ev.PaymentTermsSet) -> None:
+    row = b.customers.get(e.customer_id)
+    if row is None:
+        found = tx.execute(
+            "SELECT customer_id, name, currency, payment_terms_days, region, industry, salesperson, country, position,"
+            " recorded_at FROM ar_customers WHERE customer_id = ?", (e.customer_id,),
+        ).fetchone()
+        if found is None:  # pragma: no cover - an account always starts with CustomerRegistered
+            return
+        row = b.customers[e.customer_id] = list(found)
+    if isinstance(e, ev.PaymentTermsSet):
+        row[3] = e.payment_terms_days
+    else:
+        for field, index in _CUSTOMER_COLUMNS.items():
+            value = getattr(e, field)
+            if value is not None:
+                row[index] = value
+    row[8], row[9] = env.position, _iso(e.recorded_at)
+
+
+_HANDLERS = {
+    ev.InvoiceIssued: _invoice,
+    ev.CreditNoteIssued: _credit_note,
+    ev.PaymentReceived: _payment_received,
+    ev.PaymentAllocated: _payment_allocated,
+    ev.PaymentReversed: _payment_reversed,
+    ev.WriteOffApproved: _write_off,
+    ev.WrittenOffAmountRecovered: _recovered,
+    ev.InvoiceDisputed: _disputed,
+    ev.InvoiceDisputeResolved: _dispute_resolved,
+    ev.CustomerRegistered: _registered,
+}
+
+
+class ArItemsProjection(Projection):
+    name = "ar_items"
+    version = 1
+    event_types = (*_HANDLERS, ev.CustomerUpdated, ev.PaymentTermsSet)
+
+    def create(self, tx: Tx) -> None:
+        for ddl in _DDL:
+            tx.execute(ddl)
+
+    def drop(self, tx: Tx) -> None:
+        for table in _TABLES:
+            tx.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def handle(self, tx: Tx, batch: Sequence[Envelope]) -> None:
+        rows = _Batch()
+        for env in batch:
+            event = env.event
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(rows, env, event)
+            elif isinstance(event, ev.CustomerUpdated | ev.PaymentTermsSet):
+                _customer_changed(tx, rows, env, event)
+        tx.executemany(_UPSERT_CUSTOMER, list(map(tuple, rows.customers.values())))
+        tx.executemany(_INSERT_INSTALLMENT, rows.installments)
+        tx.executemany(_INSERT_MOVEMENT, rows.movements)
+        tx.executemany(
+            "INSERT INTO ar_disputes (position, recorded_at, customer_id, invoice_number, kind, effective_date, amount_minor,"
+            " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.disputes,
+        )
+        tx.executemany(
+            "UPDATE ar_installments SET open_minor = open_minor + ? WHERE invoice_number = ? AND installment = ?",
+            [(delta, inv, inst) for (inv, inst), delta in rows.open_deltas.items() if delta],
+        )
+
+
+# ---- queries shared by the reports ------------------------------------------------------
+
+
+def open_items(db: ViewDatabase, as_of: date, *, position: int | None = None, known_at: datetime | None = None,
+               customer_id: str | None = None) -> list[tuple[str, str, str, int, str, str, int]]:
+    """Installments open on ``as_of`` (movements effective by then), counting only what
+    was recorded at or before ``known_at`` and at or before stream ``position``."""
+    where = ["m.installment IS NOT NULL", "m.effective_date <= ?"]
+    params: list[Any] = [as_of.isoformat()]
+    if position is not None:
+        where.append("m.position <= ?")
+        params.append(position)
+    if known_at is not None:
+        where.append("m.recorded_at <= ?")
+        params.append(known_at.isoformat())
+    if customer_id is not None:
+        where.append("m.customer_id = ?")
+        params.append(customer_id)
+    sql = (
+        "SELECT i.customer_id, i.currency, i.invoice_number, i.installment, i.issue_date, i.due_date, SUM(m.amount_minor)"
+        " FROM ar_movements m JOIN ar_installments i ON i.invoice_number = m.invoice_number AND i.installment = m.installment"
+        f" WHERE {' AND '.join(where)}"
+        " GROUP BY i.customer_id, i.currency, i.invoice_number, i.installment, i.issue_date, i.due_date"
+        " HAVING SUM(m.amount_minor) > 0 ORDER BY i.due_date, i.invoice_number, i.installment"
+    )
+    return [(r[0], r[1], r[2], int(r[3]), r[4], r[5], int(r[6])) for r in db.query(sql, params)]
