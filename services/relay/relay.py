@@ -185,6 +185,7 @@ class Relay:
         backoff, failures, last_lag_log = 0.0, 0, 0.0
         while not stop.is_set():
             try:
+                self.connect()  # topics exist from the start, even before the first event
                 advanced = self.publish_batch()
             except Exception as exc:  # noqa: BLE001 - any failure: drop the connection, back off, retry
                 failures += 1

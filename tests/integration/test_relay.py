@@ -217,6 +217,12 @@ def test_broker_down_commands_still_recorded_backlog_drains_in_order(tmp_path, p
         db.close()
         app.close()
         structlog.reset_defaults()  # the logger wrote to capsys's stream, closed after this test
+    from kafka import KafkaConsumer
+
+    probe = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    for topic in (settings.kafka_events_topic, settings.kafka_overdue_topic):  # re-created, with the configured partitions
+        assert probe.partitions_for_topic(topic) == {0, 1}
+    probe.close()
     # the restarted broker lost what it had (in memory): the 30 invoices are what it holds
     records = read_topic(settings.kafka_bootstrap, settings.kafka_events_topic, at_least=30)
     per_key: dict[str, list[int]] = defaultdict(list)
