@@ -10,6 +10,7 @@ from projections.runner import Projection
 #: "module:Class" of every projection run by ``arledger projections run``.
 PROJECTIONS: list[str] = [
     "projections.ar_items:ArItemsProjection",
+    "projections.audit_trail:AuditTrail",
 ]
 
 

@@ -19,6 +19,7 @@ MODULES: tuple[str, ...] = (
     "services.cli.demo",
     "services.cli.projections",
     "services.cli.risk",
+    "services.cli.audit",
     "services.cli.relay",
 )
 
