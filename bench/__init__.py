@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print figures (``python -m bench.NAME``); not timed tests."""
+"""Benchmarks: scripts that print figures (`make bench`); not run by the tests."""

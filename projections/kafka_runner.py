@@ -16,9 +16,10 @@ value the worker last saw. So
   it twice: the new owner's compare-and-set (or its own) fails, rolls back, re-seeks.
 
 Views built this way equal a single-process rebuild for projections whose rows depend
-only on each customer's own events in order (the key keeps a customer on one
-partition); a projection that needs the global order across customers must stay on the
-store reader (``projections run`` without ``--from-kafka``).
+only on each customer's own *public* events in order (the key keeps a customer on one
+partition). A projection says so with ``per_customer = True``; the others (the audit
+trail chains every event, internal ones included, in the global order) stay on the store
+reader (``projections run`` without ``--from-kafka``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ OFFSETS_DDL = (
     " next_offset BIGINT NOT NULL, updated_at TEXT NOT NULL,"
     " PRIMARY KEY (projection, topic, kafka_partition))"
 )
+
+
+def per_customer(projection: Projection) -> bool:
+    """Whether a projection may be built from the partitioned Kafka stream."""
+    return bool(getattr(projection, "per_customer", False))
 
 
 class OffsetsMoved(RuntimeError):

@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     if args.from_kafka:
         return _run_from_kafka(args, stop)
-    app, db, runner = make_runner(args)
+    app, db, runner = make_runner(args, args.projection)
     try:
         if args.once:
             runner.catch_up()
@@ -47,13 +47,20 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_from_kafka(args: argparse.Namespace, stop: threading.Event) -> int:
     """A consumer-group worker (projections/kafka_runner.py); needs ``arledger relay``."""
-    from projections.kafka_runner import KafkaProjectionWorker
+    import structlog
+
+    from projections.kafka_runner import KafkaProjectionWorker, per_customer
     from services.logging import configure_logging
 
     settings = settings_from(args)
     configure_logging(settings)
+    chosen = [p for p in all_projections() if not args.projection or p.name in args.projection]
+    projections = [p for p in chosen if per_customer(p)]
+    skipped = [p.name for p in chosen if not per_customer(p)]
+    if skipped:  # they need the global order or internal events: the store reader keeps them
+        structlog.get_logger("arledger.projections").warning("kafka_projections_skipped", projections=skipped, reason="not per_customer; run them with `projections run --projection NAME`")
     db = ViewDatabase(settings.resolved_database_url)
-    worker = KafkaProjectionWorker(db, all_projections(), settings, args.group)
+    worker = KafkaProjectionWorker(db, projections, settings, args.group)
     try:
         worker.setup()
         worker.run_forever(stop)
@@ -114,6 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="follow the stream and keep every view up to date (worker)")
     run.add_argument("--once", action="store_true", help="catch up to the head of the stream and exit")
     run.add_argument("--poll-interval", type=float, default=0.2)
+    run.add_argument("--projection", action="append", metavar="NAME", help="run only this projection (repeat for more; default all)")
     run.add_argument("--from-kafka", action="store_true", help="consume the relay's events topic as a consumer group instead of reading the store")
     run.add_argument("--group", default="arledger-projections", help="consumer group of --from-kafka workers (default arledger-projections)")
     run.set_defaults(handler=_run)
