@@ -102,3 +102,24 @@ def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float 
                 pytest.fail(f"{topic}: {len(records)} records after {timeout} s, expected at least {at_least}")
     finally:
         consumer.close()
+
+
+def demo_published(tmp_path: Path, broker: TansuBroker, topics: dict[str, str], **overrides: object):
+    """(app, view db, relay): an SQLite ledger holding the demo, drained by a relay to the
+    test broker. The caller closes the app and the db."""
+    from projections.db import ViewDatabase
+    from services.bootstrap import bootstrap
+    from services.demo import load_demo
+    from services.relay.relay import Relay
+    from services.settings import Settings
+
+    settings = Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'ledger.sqlite'}", kafka_bootstrap=broker.bootstrap,
+                                 kafka_partitions=2, kafka_timeout_ms=5000, **topics, **overrides)
+    app = bootstrap(settings, configure_logs=False)
+    load_demo(app.ledger)
+    db = ViewDatabase(settings.resolved_database_url)
+    relay = Relay(app.store, db, settings)
+    relay.setup()
+    relay.drain()
+    relay.disconnect()
+    return app, db, relay

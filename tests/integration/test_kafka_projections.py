@@ -19,6 +19,7 @@ from services.demo import load_demo
 from services.demo.bulk import record_bulk
 from services.relay.relay import Relay
 from services.settings import Settings
+from tests.kafka_broker import demo_published
 
 pytestmark = pytest.mark.kafka
 
@@ -141,14 +142,8 @@ def test_cli_worker_builds_the_per_customer_views_and_leaves_the_others(tmp_path
     import subprocess
     import sys
 
-    settings = Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'ledger.sqlite'}", kafka_bootstrap=kafka_broker.bootstrap, kafka_partitions=2, kafka_timeout_ms=5000, **kafka_topics)
-    app = bootstrap(settings, configure_logs=False)
-    load_demo(app.ledger)
-    db = ViewDatabase(settings.resolved_database_url)
-    relay = Relay(app.store, db, settings)
-    relay.setup()
-    relay.drain()
-    relay.disconnect()
+    app, db, relay = demo_published(tmp_path, kafka_broker, kafka_topics)
+    settings = app.settings
     env = {**os.environ, "ARLEDGER_DATABASE_URL": settings.resolved_database_url, "ARLEDGER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "ARLEDGER_KAFKA_EVENTS_TOPIC": settings.kafka_events_topic, "ARLEDGER_ENV": "production"}
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "projections", "run", "--from-kafka", "--group", "cli"], env=env, stderr=subprocess.PIPE, text=True)

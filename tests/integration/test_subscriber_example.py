@@ -10,12 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from projections.db import ViewDatabase
-from services.bootstrap import bootstrap
-from services.demo import load_demo
-from services.relay.relay import Relay
 from services.schema import events_json_schema
-from services.settings import Settings
+from tests.kafka_broker import demo_published
 
 pytestmark = pytest.mark.kafka
 
@@ -32,14 +28,8 @@ def load_example():
 
 def test_subscriber_example_validates_and_handles_each_overdue_event_once(tmp_path, kafka_broker, kafka_topics):
     # The overdue events come from the collections clock; any configured set is routed.
-    settings = Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'ledger.sqlite'}", kafka_bootstrap=kafka_broker.bootstrap,
-                                 kafka_partitions=2, kafka_overdue_events="PaymentReceived,InvoiceDisputed", kafka_timeout_ms=5000, **kafka_topics)
-    app = bootstrap(settings, configure_logs=False)
-    load_demo(app.ledger)
-    db = ViewDatabase(settings.resolved_database_url)
-    relay = Relay(app.store, db, settings)
-    relay.setup()
-    relay.drain()
+    app, db, relay = demo_published(tmp_path, kafka_broker, kafka_topics, kafka_overdue_events="PaymentReceived,InvoiceDisputed")
+    settings = app.settings
     with db.transaction() as tx:  # a relay that lost its position re-sends everything
         tx.execute("UPDATE relay_positions SET position = 0")
     relay.drain()
