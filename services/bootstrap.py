@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.credit import CreditService  # importing it registers the credit handlers and appliers
 from services.ledger import LedgerService, utc_now
 from services.logging import configure_logging
 from services.persistence import LedgerStore
@@ -18,6 +19,7 @@ class App:
     settings: Settings
     store: LedgerStore
     ledger: LedgerService
+    credit: CreditService | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -28,4 +30,5 @@ def bootstrap(settings: Settings | None = None, *, clock: Callable[[], datetime]
     if configure_logs:
         configure_logging(settings)
     store = LedgerStore(settings)
-    return App(settings=settings, store=store, ledger=LedgerService(store, clock=clock))
+    ledger = LedgerService(store, clock=clock)
+    return App(settings=settings, store=store, ledger=ledger, credit=CreditService(store, ledger, policy_file=settings.scorecard or None))

@@ -26,6 +26,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_interval: int = 200
     create_tables: bool = True
     kafka_bootstrap: str = "127.0.0.1:9092"
+    scorecard: str = ""  # credit policy file used until one is recorded (default: the shipped one)
     #: Names this ledger in the CloudEvents ``source`` (``/arledger/<ledger_name>``).
     ledger_name: str = "default"
     kafka_events_topic: str = "arledger.events.v1"

@@ -20,6 +20,8 @@ MODULES: tuple[str, ...] = (
     "services.cli.projections",
     "services.cli.risk",
     "services.cli.audit",
+    "services.cli.credit",
+    "services.cli.importer",
     "services.cli.relay",
 )
 
