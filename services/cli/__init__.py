@@ -24,6 +24,7 @@ MODULES: tuple[str, ...] = (
     "services.cli.audit",
     "services.cli.credit",
     "services.cli.importer",
+    "services.cli.relay",
 )
 
 EXIT_RULE = 2
