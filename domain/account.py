@@ -19,6 +19,7 @@ from uuid import UUID
 import msgspec
 
 from domain import events as ev
+from domain.collections import CollectionsState
 from domain.credit_state import CreditState
 from domain.errors import AlreadyExists, NotFound, RuleViolation
 from domain.money import check_currency, check_positive_amount
@@ -100,6 +101,7 @@ class AccountState(msgspec.Struct, kw_only=True):
     payments: dict[str, PaymentState] = msgspec.field(default_factory=dict)
     credit_notes: dict[str, int] = msgspec.field(default_factory=dict)  # number -> open credit
     write_offs: dict[str, WriteOffState] = msgspec.field(default_factory=dict)
+    collections: CollectionsState = msgspec.field(default_factory=CollectionsState)
     credit: CreditState = msgspec.field(default_factory=CreditState)
 
 

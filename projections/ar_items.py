@@ -216,6 +216,8 @@ _HANDLERS = {
 class ArItemsProjection(Projection):
     name = "ar_items"
     version = 1
+    #: Rows depend only on each customer's own public events, in order: Kafka workers may build it.
+    per_customer = True
     event_types = (*_HANDLERS, ev.CustomerUpdated, ev.PaymentTermsSet)
 
     def create(self, tx: Tx) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from services import collections_registration
+from services.clock.policy import load_policy
 from services.credit import CreditService  # importing it registers the credit handlers and appliers
 from services.ledger import LedgerService, utc_now
 from services.logging import configure_logging
@@ -29,6 +31,7 @@ def bootstrap(settings: Settings | None = None, *, clock: Callable[[], datetime]
     settings = settings or Settings.from_env()
     if configure_logs:
         configure_logging(settings)
+    collections_registration.register(load_policy(settings.dunning_policy).promise_tolerance_days)
     store = LedgerStore(settings)
     ledger = LedgerService(store, clock=clock)
     return App(settings=settings, store=store, ledger=ledger, credit=CreditService(store, ledger, policy_file=settings.scorecard or None))

@@ -18,10 +18,13 @@ MODULES: tuple[str, ...] = (
     "services.cli.schema",
     "services.cli.demo",
     "services.cli.projections",
+    "services.cli.clock",
+    "services.cli.collections",
     "services.cli.risk",
     "services.cli.audit",
     "services.cli.credit",
     "services.cli.importer",
+    "services.cli.relay",
     "services.cli.keys",
     "services.cli.serve",
 )
