@@ -93,10 +93,9 @@ def _where(filters: ExportFilters, position: int) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def rows(db: Any, stored: StoredRows, filters: ExportFilters, position: int, page: int = 2_000) -> Iterator[dict[str, Any]]:
-    """Export rows in stream order, with each event's canonical text read from the store."""
+def rows(db: Any, stored: StoredRows, filters: ExportFilters, position: int, page: int = 2_000, after: int = 0) -> Iterator[dict[str, Any]]:
+    """Export rows in stream order after position ``after``, with each event's canonical text read from the store."""
     where, params = _where(filters, position)
-    after = 0
     while True:
         batch = db.query(f"{_SELECT} WHERE {where} AND t.position > ? ORDER BY t.position LIMIT ?", (*params, after, page))
         if not batch:

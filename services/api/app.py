@@ -26,6 +26,7 @@ from services.api.auth import authorize
 from services.api.commands import strict_body
 from services.api.observability import Metrics, StoreCollector, observe
 from services.api.problems import EXCEPTION_HANDLERS
+from services.api.readviews import Views
 from services.apikeys import KeyStore
 from services.bootstrap import App, bootstrap
 from services.credit import CreditService
@@ -40,6 +41,11 @@ ROUTERS: tuple[str, ...] = (
     "services.api.write_offs:router",
     "services.api.credit:customers",
     "services.api.credit:orders",
+    "services.api.collections:customers",
+    "services.api.collections:router",
+    "services.api.risk:router",
+    "services.api.audit:router",
+    "services.api.clock:router",
     "services.api.keys:router",
 )
 PUBLIC_ROUTERS: tuple[str, ...] = ("services.api.health:router",)
@@ -102,10 +108,12 @@ class Resources:
         credit = CreditService(ledger_app.store, ledger_app.ledger, policy_file=ledger_app.settings.scorecard or None)
         self.state.update(ledger_app=ledger_app, ledger=ledger_app.ledger, credit=credit, api_keys=KeyStore.open(url), status_db=ViewDatabase(url))
         self.state.store_status = _store_status(ledger_app, self.state.status_db)
+        self.state.views = Views(ledger_app)
 
     def close(self, app: Litestar) -> None:
         self.state.api_keys.close()
         self.state.status_db.close()
+        self.state.views.close()
         if self.given is None:
             self.state.ledger_app.close()
 

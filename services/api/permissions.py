@@ -55,6 +55,30 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "rejectHeldOrder": frozenset({"credit_manager"}),
     "cancelSalesOrder": frozenset({"sales"}),
     "invoiceSalesOrder": frozenset({"sales"}),
+    # collections: collectors work the accounts; a credit manager may also exempt, assign and
+    # escalate (decisions on the relationship); finance may record what collection cost
+    "logCollectionContact": frozenset({"collector"}),
+    "makePromiseToPay": frozenset({"collector"}),
+    "grantDunningExemption": frozenset({"collector", "credit_manager"}),
+    "revokeDunningExemption": frozenset({"collector", "credit_manager"}),
+    "assignCollector": frozenset({"collector", "credit_manager"}),
+    "escalateToLegal": frozenset({"collector", "credit_manager"}),
+    "assignToAgency": frozenset({"collector", "credit_manager"}),
+    "closeCollectionCase": frozenset({"collector", "credit_manager"}),
+    "incurCollectionCost": frozenset({"collector", "finance"}),
+    "getStatement": READERS,
+    "getStatementHtml": READERS,
+    "getCollectorWorklist": READERS,
+    "getCollectionResults": READERS,
+    # risk profiles
+    "getCustomerRisk": READERS,
+    "listCustomerRisk": READERS,
+    # audit: the export is the auditor's; verification also the admin's (operations)
+    "listAuditEvents": frozenset({"auditor"}),
+    "exportAuditEvents": frozenset({"auditor"}),
+    "verifyAuditTrail": frozenset({"auditor", "admin"}),
+    # time: the clock tick is operations
+    "tickClock": frozenset({"admin"}),
     # access
     "listKeys": frozenset({"admin"}),
     "createKey": frozenset({"admin"}),

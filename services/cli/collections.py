@@ -28,6 +28,8 @@ from services.cli.ledger_commands import add_command_parsers
 from services.clock.policy import load_policy
 from services.clock.runner import TopicRunner
 from services.collections.statement_html import render
+from services.collections.worklist_inputs import collectors as _collectors
+from services.collections.worklist_inputs import grades as _grades
 
 
 @contextmanager
@@ -43,23 +45,6 @@ def _views(args: argparse.Namespace) -> Iterator[tuple[Any, ViewDatabase]]:
     finally:
         db.close()
         app.close()
-
-
-def _collectors(app: Any) -> list[str]:
-    return [c.strip() for c in app.settings.collectors.split(",") if c.strip()]
-
-
-def _grades(app: Any) -> Any:
-    """customer_id -> (credit grade, its rank, 0 = best) from credit management, if present."""
-    if app.credit is None:
-        return None
-    policy = app.credit.active_policy()[0]
-
-    def grade_of(customer_id: str) -> tuple[str | None, int]:
-        grade = app.ledger.account(customer_id).state.credit.grade
-        return grade, (policy.grade_rank(grade) if grade else 0)
-
-    return grade_of
 
 
 def _day(args: argparse.Namespace) -> Any:

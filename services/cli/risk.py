@@ -4,14 +4,12 @@ computed at so ``--at-position`` (or ``--known-at``) reproduces them byte for by
 from __future__ import annotations
 
 import argparse
-import heapq
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 from rich.console import Console
 from rich.table import Table
 
@@ -23,15 +21,7 @@ from projections.db import ViewDatabase
 from projections.risk import Cut, all_profiles, customer_profile, resolve_cut
 from projections.runner import PositionMoved, ProjectionRunner
 from services.cli.common import app_from
-
-_ENCODER = msgspec.json.Encoder(decimal_format="number")
-
-SORTS: dict[str, Callable[[RiskProfile], tuple[Any, ...]]] = {
-    "overdue": lambda p: (-p.overdue_minor, p.customer_id),
-    "exposure": lambda p: (-p.exposure.exposure_minor, p.customer_id),
-    "days_late": lambda p: (p.payment.average_days_late is None, -(p.payment.average_days_late or 0), p.customer_id),
-}
-
+from services.risk_report import SORTS, builtins, chosen, cut_header, encode
 
 def _as_of(text: str | None) -> date:
     if text is None:
@@ -50,15 +40,6 @@ def _known_at(text: str | None) -> datetime | None:
     except ValueError:
         raise RuleViolation("known_at", "iso_datetime", f"{text!r} is not an ISO 8601 time") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _header(cut: Cut) -> dict[str, Any]:
-    return {"position": cut.position, "known_at": cut.known_at.isoformat() if cut.known_at else None,
-            "as_of": cut.as_of.isoformat()}
-
-
-def _encode(value: Any) -> bytes:
-    return _ENCODER.encode(msgspec.to_builtins(value, builtin_types=(Decimal,)))
 
 
 def _catch_up(app: Any, db: ViewDatabase) -> None:
@@ -93,8 +74,7 @@ def _run(args: argparse.Namespace) -> int:
 def _one(db: ViewDatabase, cut: Cut, args: argparse.Namespace) -> None:
     profile = customer_profile(db, args.customer_id, cut)
     if args.json:
-        body = msgspec.to_builtins(profile, builtin_types=(Decimal,))
-        sys.stdout.buffer.write(_ENCODER.encode({**_header(cut), **body}) + b"\n")
+        sys.stdout.buffer.write(encode({**cut_header(cut), **builtins(profile)}) + b"\n")
         sys.stdout.flush()
         return
     _card(profile, f"risk of {profile.customer_id} ({profile.currency}) as of {cut.as_of} at position {cut.position}")
@@ -102,20 +82,16 @@ def _one(db: ViewDatabase, cut: Cut, args: argparse.Namespace) -> None:
 
 def _all(db: ViewDatabase, cut: Cut, args: argparse.Namespace) -> None:
     profiles: Iterable[RiskProfile] = all_profiles(db, cut)
-    if args.sort or args.limit is not None:
-        key = SORTS[args.sort] if args.sort else (lambda p: (p.customer_id,))
-        keyed = ((key(p), p.customer_id, p) for p in profiles)
-        chosen = heapq.nsmallest(args.limit, keyed) if args.limit is not None else sorted(keyed)
-        profiles = [p for _, _, p in chosen]
+    profiles = chosen(profiles, args.sort, args.limit)
     if not args.json:
         _table(profiles, f"customer risk as of {cut.as_of} at position {cut.position}")
         return
     out = sys.stdout.buffer
-    head = _ENCODER.encode({**_header(cut), "sort": args.sort, "limit": args.limit})
+    head = encode({**cut_header(cut), "sort": args.sort, "limit": args.limit})
     out.write(head[:-1] + b',"customers":[')
     count = 0
     for profile in profiles:  # streamed: one customer encoded at a time
-        out.write((b"," if count else b"") + _encode(profile))
+        out.write((b"," if count else b"") + encode(profile))
         count += 1
     out.write(b'],"count":' + str(count).encode() + b"}\n")
     out.flush()
