@@ -88,6 +88,23 @@ def _store_status(ledger_app: App, db: ViewDatabase) -> Any:
     return status
 
 
+def _relay_status(ledger_app: App, db: ViewDatabase) -> Any:
+    """Each relay's position and lag behind the stream head (events recorded but not yet
+    published to Kafka); empty when no relay ever ran on this store (no ``relay_positions``)."""
+    lock = threading.Lock()
+
+    def status() -> list[dict[str, Any]]:
+        with lock:
+            try:
+                rows = db.query("SELECT name, position FROM relay_positions ORDER BY name")
+            except Exception:  # noqa: BLE001 - no relay table: no relay to report
+                return []
+            head = ledger_app.store.max_position()
+            return [{"name": name, "position": int(pos), "head": head, "lag": max(head - int(pos), 0)} for name, pos in rows]
+
+    return status
+
+
 class Resources:
     """What the app holds open: the ledger, the key store, a view connection for status.
 
@@ -98,7 +115,7 @@ class Resources:
         self.settings = settings
         self.given = ledger_app
         self.metrics = Metrics()
-        self.metrics.registry.register(StoreCollector(lambda: self.state.store_status()))
+        self.metrics.registry.register(StoreCollector(lambda: self.state.store_status(), lambda: self.state.relay_status()))
         self.state = State({"metrics": self.metrics})
 
     def open(self, app: Litestar) -> None:
@@ -108,6 +125,7 @@ class Resources:
         credit = CreditService(ledger_app.store, ledger_app.ledger, policy_file=ledger_app.settings.scorecard or None)
         self.state.update(ledger_app=ledger_app, ledger=ledger_app.ledger, credit=credit, api_keys=KeyStore.open(url), status_db=ViewDatabase(url))
         self.state.store_status = _store_status(ledger_app, self.state.status_db)
+        self.state.relay_status = _relay_status(ledger_app, self.state.status_db)
         self.state.views = Views(ledger_app)
 
     def close(self, app: Litestar) -> None:

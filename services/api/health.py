@@ -28,6 +28,7 @@ class Ready(msgspec.Struct, kw_only=True):
     store: str
     head: int = 0
     projections: list[ProjectionLag] = []
+    relays: list[ProjectionLag] = []
     detail: str = ""
 
 
@@ -36,15 +37,18 @@ async def live() -> Live:
     return Live(status="live")
 
 
-@get("/health/ready", operation_id="ready", summary="The store answers; projection lag", tags=TAGS, sync_to_thread=True,
+@get("/health/ready", operation_id="ready", summary="The store answers; projection and relay lag", tags=TAGS, sync_to_thread=True,
      responses={503: ResponseSpec(data_container=Ready, description="The store cannot be reached")})
 def ready(request: Request) -> Response[Ready]:
     try:
         head, projections = request.app.state.store_status()
+        relays = request.app.state.relay_status()
     except Exception as exc:  # noqa: BLE001 - any store failure means "not ready"
         return Response(Ready(status="unavailable", store="unreachable", detail=type(exc).__name__), status_code=503)
-    lags = [ProjectionLag(name=p["name"], position=p["position"], head=p["head"], lag=p["lag"]) for p in projections]
-    return Response(Ready(status="ready", store="ok", head=head, projections=lags))
+    def lags(rows: list[dict[str, Any]]) -> list[ProjectionLag]:
+        return [ProjectionLag(name=p["name"], position=p["position"], head=p["head"], lag=p["lag"]) for p in rows]
+
+    return Response(Ready(status="ready", store="ok", head=head, projections=lags(projections), relays=lags(relays)))
 
 
 @get("/metrics", operation_id="metrics", summary="Prometheus metrics", tags=TAGS, sync_to_thread=True, media_type=CONTENT_TYPE_LATEST)

@@ -36,10 +36,11 @@ class Metrics:
 
 
 class StoreCollector:
-    """Collected at scrape time: the stream head and each projection's lag."""
+    """Collected at scrape time: the stream head, each projection's and each relay's lag."""
 
-    def __init__(self, status: Any) -> None:
+    def __init__(self, status: Any, relays: Any = None) -> None:
         self.status = status  # () -> (head, [projection status dicts])
+        self.relays = relays or list  # () -> [relay status dicts]
 
     def collect(self) -> Any:
         head, projections = self.status()
@@ -48,6 +49,10 @@ class StoreCollector:
         for p in projections:
             lag.add_metric([p["name"]], p["lag"])
         yield lag
+        relay = GaugeMetricFamily("arledger_relay_lag_events", "Events recorded but not yet published by the relay", labels=["relay"])
+        for r in self.relays():
+            relay.add_metric([r["name"]], r["lag"])
+        yield relay
 
 
 def correlation(raw: bytes | None) -> tuple[str, uuid.UUID]:

@@ -162,3 +162,19 @@ def test_readiness_reports_each_projection_lag(api):
     finally:
         db.close()
     assert all(p["lag"] == 0 for p in api.client.get("/health/ready").json()["projections"])
+
+
+def test_readiness_and_metrics_report_relay_lag_once_a_relay_has_run(api):
+    from projections.db import ViewDatabase
+    from services.relay.relay import Relay
+
+    assert api.call("POST", "/v1/customers", "sales", CUSTOMER).status_code == 201
+    assert api.client.get("/health/ready").json()["relays"] == []
+    db = ViewDatabase(api.ledger_app.settings.resolved_database_url)
+    try:
+        Relay(api.ledger_app.store, db, api.ledger_app.settings).setup()  # position 0: nothing published yet
+    finally:
+        db.close()
+    relays = api.client.get("/health/ready").json()["relays"]
+    assert [(r["name"], r["position"], r["lag"]) for r in relays] == [("kafka", 0, api.head())]
+    assert f'arledger_relay_lag_events{{relay="kafka"}} {float(api.head())}' in api.client.get("/metrics").text
