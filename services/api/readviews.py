@@ -24,10 +24,20 @@ from services.clock.runner import TopicRunner
 
 #: An optional business date in the query string (default: today, UTC).
 BusinessDate = Annotated[date | None, QueryParameter(description="Business date YYYY-MM-DD (default: today, UTC)")]
+#: The bitemporal cut of a report, as the CLI's ``--known-at`` and ``--at-position``.
+KnownAt = Annotated[datetime | None, QueryParameter(description="Count only events recorded at or before this ISO time (UTC if no offset)")]
+AtPosition = Annotated[int | None, QueryParameter(ge=0, le=2**53, description="Count only events at or before this stream position")]
 
 
 def day_or_today(value: date | None) -> date:
     return value if value is not None else datetime.now(UTC).date()
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """A time without an offset is UTC (as the CLI reads ``--known-at``)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class Views:

@@ -6,7 +6,6 @@ at a cut: ``as_of`` (business date), optionally ``known_at`` (recorded by then) 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, Router, get
@@ -16,23 +15,15 @@ from domain.errors import NotFound, RuleViolation
 from projections.ar_items import ArItemsProjection
 from projections.risk import all_profiles, customer_profile, resolve_cut
 from services.api.commands import QUERY_ERRORS, path_id
-from services.api.readviews import BusinessDate, day_or_today, views_of
+from services.api.readviews import AtPosition, BusinessDate, KnownAt, day_or_today, utc, views_of
 from services.risk_report import builtins, chosen, cut_header, encode
 
 TAGS = ["risk"]
 CustomerId = path_id("Customer code")
-KnownAt = Annotated[datetime | None, QueryParameter(description="Count only events recorded at or before this ISO time (UTC if no offset)")]
-AtPosition = Annotated[int | None, QueryParameter(ge=0, le=2**53, description="Count only events at or before this stream position")]
 Sort = Annotated[Literal["overdue", "exposure", "days_late"] | None, QueryParameter(description="Largest first (default: customer order)")]
 Limit = Annotated[int, QueryParameter(ge=1, le=10_000, description="At most this many customers")]
 Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000, description="Skip this many (next_offset of the previous page)")]
 JSON = "application/json"
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @get("/customers/{customer_id:str}/risk", operation_id="getCustomerRisk", summary="A customer's risk profile at a cut (as arledger risk --json)",
@@ -40,7 +31,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 def get_customer_risk(request: Request, customer_id: CustomerId, as_of: BusinessDate = None, known_at: KnownAt = None,
                       at_position: AtPosition = None) -> Response[dict[str, Any]]:
     with views_of(request).caught_up(ArItemsProjection()) as db:
-        cut = resolve_cut(db, day_or_today(as_of), known_at=_utc(known_at), at_position=at_position, customer_id=customer_id)
+        cut = resolve_cut(db, day_or_today(as_of), known_at=utc(known_at), at_position=at_position, customer_id=customer_id)
         try:
             profile = customer_profile(db, customer_id, cut)
         except RuleViolation as exc:
