@@ -4,6 +4,9 @@ the CLI's reports, read-your-writes, field and rule named on refusals."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 ACME = "/v1/customers/ACME"
 
@@ -117,3 +120,19 @@ def test_audit_export_pages_and_verification(api):
     assert report["intact"] and report["verified_events"] >= 2
     assert api.call("GET", "/v1/audit/verification?expect_head=zz", "auditor").json()["field"] == "expect_head"
     assert api.call("GET", "/v1/audit/verification", "collector").status_code == 403
+
+
+def cli(api, *args: str) -> bytes:
+    """``arledger ARGS`` on the API's store, in another process: its standard output."""
+    env = {**os.environ, "ARLEDGER_DATABASE_URL": api.ledger_app.settings.resolved_database_url, "ARLEDGER_ACTOR": "tester"}
+    proc = subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_reports_answer_the_cli_json(api):
+    _ledger(api)
+    risk = api.call("GET", f"{ACME}/risk?as_of=2026-03-10", "auditor")
+    assert risk.content + b"\n" == cli(api, "risk", "ACME", "--as-of", "2026-03-10", "--at-position", str(risk.json()["position"]), "--json")
+    statement = api.call("GET", f"{ACME}/statement?date=2026-03-10", "auditor").json()
+    assert statement == json.loads(cli(api, "statement", "ACME", "--date", "2026-03-10", "--json"))
