@@ -48,7 +48,7 @@ from projections.runner import Envelope, Projection
 ITEM_KINDS = ("invoiced", "credited", "allocated", "unallocated", "written_off")
 CASH_KINDS = ("cash_received", "cash_allocated", "cash_reversed")
 
-_TABLES = ("ar_customers", "ar_installments", "ar_movements", "ar_disputes")
+_TABLES = ("ar_customers", "ar_customer_versions", "ar_installments", "ar_movements", "ar_disputes", "ar_aging_grid")
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS ar_customers ("
@@ -59,19 +59,44 @@ _DDL = (
     " invoice_number TEXT NOT NULL, installment INTEGER NOT NULL, customer_id TEXT NOT NULL, currency TEXT NOT NULL,"
     " issue_date TEXT NOT NULL, due_date TEXT NOT NULL, amount_minor BIGINT NOT NULL, open_minor BIGINT NOT NULL,"
     " position BIGINT NOT NULL, recorded_at TEXT NOT NULL, PRIMARY KEY (invoice_number, installment))",
-    "CREATE INDEX IF NOT EXISTS ar_installments_customer ON ar_installments (customer_id)",
-    "CREATE INDEX IF NOT EXISTS ar_installments_due ON ar_installments (due_date)",
     "CREATE TABLE IF NOT EXISTS ar_movements ("
     " position BIGINT NOT NULL, seq INTEGER NOT NULL, recorded_at TEXT NOT NULL, customer_id TEXT NOT NULL,"
     " currency TEXT NOT NULL, invoice_number TEXT, installment INTEGER, kind TEXT NOT NULL,"
     " effective_date TEXT NOT NULL, amount_minor BIGINT NOT NULL, document TEXT NOT NULL,"
     " PRIMARY KEY (position, seq))",
-    "CREATE INDEX IF NOT EXISTS ar_movements_item ON ar_movements (invoice_number, installment)",
-    "CREATE INDEX IF NOT EXISTS ar_movements_customer ON ar_movements (customer_id)",
     "CREATE TABLE IF NOT EXISTS ar_disputes ("
     " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, customer_id TEXT NOT NULL, invoice_number TEXT NOT NULL,"
     " kind TEXT NOT NULL, effective_date TEXT NOT NULL, amount_minor BIGINT, reason TEXT NOT NULL)",
+    # Customer attributes as they were at each position: reports by region, industry or
+    # salesperson at an earlier position (or known-at time) group as they were then.
+    "CREATE TABLE IF NOT EXISTS ar_customer_versions ("
+    " customer_id TEXT NOT NULL, position BIGINT NOT NULL, recorded_at TEXT NOT NULL, currency TEXT NOT NULL,"
+    " region TEXT NOT NULL, industry TEXT NOT NULL, salesperson TEXT NOT NULL, PRIMARY KEY (customer_id, position))",
+    # Movements pre-summed by (currency, kind, due date, effective date), as known now: the
+    # aging and KPIs of any business date read a few thousand rows instead of every movement
+    # (see projections/aging.py). ``due_date`` is '' for cash and open credits.
+    "CREATE TABLE IF NOT EXISTS ar_aging_grid ("
+    " currency TEXT NOT NULL, kind TEXT NOT NULL, due_date TEXT NOT NULL, effective_date TEXT NOT NULL,"
+    " amount_minor BIGINT NOT NULL, PRIMARY KEY (currency, kind, due_date, effective_date))",
+)
+
+#: Secondary indexes: created after the tables on set-up, and only once a rebuild has
+#: replayed the stream (cheaper than maintaining them row by row).
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ar_installments_customer ON ar_installments (customer_id)",
+    "CREATE INDEX IF NOT EXISTS ar_installments_due ON ar_installments (due_date)",
+    "CREATE INDEX IF NOT EXISTS ar_movements_item ON ar_movements (invoice_number, installment)",
+    "CREATE INDEX IF NOT EXISTS ar_movements_customer ON ar_movements (customer_id)",
     "CREATE INDEX IF NOT EXISTS ar_disputes_invoice ON ar_disputes (invoice_number)",
+)
+
+_UPDATE_GRID = (
+    "INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor)"
+    " SELECT m.currency, m.kind, COALESCE(i.due_date, ''), m.effective_date, SUM(m.amount_minor)"
+    " FROM ar_movements m LEFT JOIN ar_installments i ON i.invoice_number = m.invoice_number AND i.installment = m.installment"
+    " WHERE m.position >= ? AND m.position <= ?"
+    " GROUP BY m.currency, m.kind, COALESCE(i.due_date, ''), m.effective_date"
+    " ON CONFLICT (currency, kind, due_date, effective_date) DO UPDATE SET amount_minor = ar_aging_grid.amount_minor + excluded.amount_minor"
 )
 
 _INSERT_MOVEMENT = (
@@ -100,6 +125,7 @@ class _Batch:
         self.installments: list[tuple[Any, ...]] = []
         self.disputes: list[tuple[Any, ...]] = []
         self.customers: dict[str, list[Any]] = {}
+        self.customer_versions: list[tuple[Any, ...]] = []
         self.open_deltas: dict[tuple[str, int], int] = defaultdict(int)
 
     def move(self, env: Envelope, e: Any, kind: str, day: date, amount: int, document: str,
@@ -110,6 +136,9 @@ class _Batch:
         ))
         if installment is not None and kind != "invoiced":
             self.open_deltas[(invoice, installment)] += amount  # type: ignore[index]
+
+    def customer_version(self, row: list[Any]) -> None:
+        self.customer_versions.append((row[0], row[8], row[9], row[2], row[4], row[5], row[6]))
 
     def lines(self, env: Envelope, e: Any, kind: str, day: date, sign: int, document: str,
               lines: Sequence[ev.AllocationLine]) -> None:
@@ -172,8 +201,9 @@ def _dispute_resolved(b: _Batch, env: Envelope, e: ev.InvoiceDisputeResolved) ->
 
 
 def _registered(b: _Batch, env: Envelope, e: ev.CustomerRegistered) -> None:
-    b.customers[e.customer_id] = [e.customer_id, e.name, e.currency, e.payment_terms_days, e.region, e.industry,
-                                  e.salesperson, e.country, env.position, _iso(e.recorded_at)]
+    row = b.customers[e.customer_id] = [e.customer_id, e.name, e.currency, e.payment_terms_days, e.region, e.industry,
+                                        e.salesperson, e.country, env.position, _iso(e.recorded_at)]
+    b.customer_version(row)
 
 
 _CUSTOMER_COLUMNS = {"name": 1, "region": 4, "industry": 5, "salesperson": 6, "country": 7}
@@ -197,6 +227,7 @@ def _customer_changed(tx: Tx, b: _Batch, env: Envelope, e: ev.CustomerUpdated | 
             if value is not None:
                 row[index] = value
     row[8], row[9] = env.position, _iso(e.recorded_at)
+    b.customer_version(row)
 
 
 _HANDLERS = {
@@ -215,8 +246,9 @@ _HANDLERS = {
 
 class ArItemsProjection(Projection):
     name = "ar_items"
-    version = 1
+    version = 2
     event_types = (*_HANDLERS, ev.CustomerUpdated, ev.PaymentTermsSet)
+    indexes = _INDEXES
 
     def create(self, tx: Tx) -> None:
         for ddl in _DDL:
@@ -239,6 +271,10 @@ class ArItemsProjection(Projection):
         tx.executemany(_INSERT_INSTALLMENT, rows.installments)
         tx.executemany(_INSERT_MOVEMENT, rows.movements)
         tx.executemany(
+            "INSERT INTO ar_customer_versions (customer_id, position, recorded_at, currency, region, industry, salesperson)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows.customer_versions,
+        )
+        tx.executemany(
             "INSERT INTO ar_disputes (position, recorded_at, customer_id, invoice_number, kind, effective_date, amount_minor,"
             " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.disputes,
         )
@@ -246,6 +282,8 @@ class ArItemsProjection(Projection):
             "UPDATE ar_installments SET open_minor = open_minor + ? WHERE invoice_number = ? AND installment = ?",
             [(delta, inv, inst) for (inv, inst), delta in rows.open_deltas.items() if delta],
         )
+        if rows.movements:
+            tx.execute(_UPDATE_GRID, (rows.movements[0][0], rows.movements[-1][0]))
 
 
 # ---- queries shared by the reports ------------------------------------------------------

@@ -88,6 +88,21 @@ class ViewDatabase:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 yield Tx(self, cur)
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read-only: every query inside sees the same committed state (a report's rows
+        and the stream position it states must come from one snapshot)."""
+        if self.dialect == "sqlite":
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
+        else:
+            with self.conn.transaction():
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read outside an explicit transaction (each statement sees committed data)."""
         cur = self.conn.cursor()

@@ -18,6 +18,7 @@ MODULES: tuple[str, ...] = (
     "services.cli.schema",
     "services.cli.demo",
     "services.cli.projections",
+    "services.cli.reports",
 )
 
 EXIT_RULE = 2
