@@ -109,11 +109,11 @@ def amounts_by_due(db: ViewDatabase, scope: Scope, as_of: date, *, by_customer: 
                " GROUP BY currency, kind, due_date")
         return [(r[0], r[1], r[2], r[3], int(r[4])) for r in db.query(sql, (as_of.isoformat(),))]
     clauses, params = Scope(scope.position, scope.known_at).where()
-    who = "m.customer_id" if by_customer else "''"
+    who, group = ("m.customer_id", "m.customer_id, ") if by_customer else ("''", "")
     sql = (f"SELECT {who}, m.currency, m.kind, COALESCE(i.due_date, ''), SUM(m.amount_minor)"
            " FROM ar_movements m LEFT JOIN ar_installments i ON i.invoice_number = m.invoice_number AND i.installment = m.installment"
            f" WHERE m.effective_date <= ? AND {' AND '.join(clauses)}"
-           f" GROUP BY {who}, m.currency, m.kind, COALESCE(i.due_date, '')")
+           f" GROUP BY {group}m.currency, m.kind, COALESCE(i.due_date, '')")
     return [(r[0], r[1], r[2], r[3], int(r[4])) for r in db.query(sql, [as_of.isoformat(), *params])]
 
 
