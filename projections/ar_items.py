@@ -130,8 +130,11 @@ class _Batch:
 
     def move(self, env: Envelope, e: Any, kind: str, day: date, amount: int, document: str,
              invoice: str | None = None, installment: int | None = None) -> None:
+        # seq numbers the movements of one event, so rows never depend on batch boundaries
+        last = self.movements[-1] if self.movements else None
+        seq = last[1] + 1 if last is not None and last[0] == env.position else 0
         self.movements.append((
-            env.position, len(self.movements), _iso(e.recorded_at), e.customer_id, e.currency, invoice, installment,
+            env.position, seq, _iso(e.recorded_at), e.customer_id, e.currency, invoice, installment,
             kind, day.isoformat(), amount, document,
         ))
         if installment is not None and kind != "invoiced":
