@@ -101,6 +101,14 @@ def customer_attributes(db: ViewDatabase, scope: Scope) -> dict[str, tuple[str, 
     return {r[0]: (r[2], r[3], r[4], r[5]) for r in db.query(sql, params)}
 
 
+def customer_currencies(db: ViewDatabase, scope: Scope) -> set[str]:
+    """Currencies of the customers registered within the scope (a currency is
+    reported even when nothing is open in it)."""
+    clauses, params = Scope(scope.position, scope.known_at).where("v")
+    sql = f"SELECT DISTINCT currency FROM ar_customer_versions v WHERE {' AND '.join(clauses)}"
+    return {r[0] for r in db.query(sql, params)}
+
+
 def amounts_by_due(db: ViewDatabase, scope: Scope, as_of: date, *, by_customer: bool = False) -> list[tuple[str, str, str, str, int]]:
     """``(customer_id or '', currency, kind, due_date or '', amount)`` of every movement
     effective on or before ``as_of`` within the scope, summed."""
@@ -153,12 +161,14 @@ def aging_report(db: ViewDatabase, as_of: date, *, at_position: int | None = Non
     with db.snapshot():
         scope = resolve_scope(db, at_position, known_at)
         rows = amounts_by_due(db, scope, as_of, by_customer=by is not None)
-        customers = customer_attributes(db, scope)
-    return build_reports(as_of, scope.position, rows, customers, by, buckets)
+        customers = customer_attributes(db, scope) if by in _ATTRIBUTE else {}
+        currencies = customer_currencies(db, scope)
+    return build_reports(as_of, scope.position, rows, customers, currencies, by, buckets)
 
 
 def build_reports(as_of: date, position: int, rows: Iterable[tuple[str, str, str, str, int]],
-                  customers: dict[str, tuple[str, str, str, str]], by: str | None, buckets: Buckets) -> list[dict[str, Any]]:
+                  customers: dict[str, tuple[str, str, str, str]], currencies: set[str], by: str | None,
+                  buckets: Buckets) -> list[dict[str, Any]]:
     totals: dict[str, Sheet] = defaultdict(Sheet)
     groups: dict[str, dict[str, Sheet]] = defaultdict(lambda: defaultdict(Sheet))
     for cid, currency, kind, due, amount in rows:
@@ -166,7 +176,7 @@ def build_reports(as_of: date, position: int, rows: Iterable[tuple[str, str, str
         if by is not None:
             key = cid if by == "customer" else customers.get(cid, ("", "", "", ""))[_ATTRIBUTE[by]]
             groups[currency][key].add(kind, due, amount)
-    for currency, *_ in customers.values():
+    for currency in currencies:
         totals[currency]  # a registered customer's currency is reported even with nothing open
     if not totals:
         totals[None] = Sheet()  # type: ignore[index]  # an empty ledger: one report, no currency

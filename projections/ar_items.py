@@ -41,6 +41,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+import msgspec
+
 from domain import events as ev
 from projections.db import Tx, ViewDatabase
 from projections.runner import Envelope, Projection
@@ -90,6 +92,8 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS ar_disputes_invoice ON ar_disputes (invoice_number)",
 )
 
+_CLUSTERED = ("CREATE TABLE IF NOT EXISTS ar_movements", "CREATE TABLE IF NOT EXISTS ar_aging_grid")
+
 _UPDATE_GRID = (
     "INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor)"
     " SELECT m.currency, m.kind, COALESCE(i.due_date, ''), m.effective_date, SUM(m.amount_minor)"
@@ -135,7 +139,7 @@ class _Batch:
         seq = last[1] + 1 if last is not None and last[0] == env.position else 0
         self.movements.append((
             env.position, seq, _iso(e.recorded_at), e.customer_id, e.currency, invoice, installment,
-            kind, day.isoformat(), amount, document,
+            kind, _day(day), amount, document,
         ))
         if installment is not None and kind != "invoiced":
             self.open_deltas[(invoice, installment)] += amount  # type: ignore[index]
@@ -149,14 +153,64 @@ class _Batch:
             self.move(env, e, kind, day, sign * line.amount_minor, document, line.invoice_number, line.installment)
 
 
-def _iso(moment: datetime) -> str:
+def _iso(moment: datetime | str) -> str:
+    """``recorded_at`` as stored in the views (``datetime.isoformat``). A light view
+    carries the stored JSON text, where msgspec writes UTC as ``Z``, otherwise alike."""
+    if isinstance(moment, str):
+        return moment[:-1] + "+00:00" if moment[-1] == "Z" else moment
     return moment.isoformat()
+
+
+def _day(day: date | str) -> str:
+    return day if isinstance(day, str) else day.isoformat()
+
+
+# Light views of the busiest events: only the fields used here, dates left as their ISO
+# text (no parsing, no formatting back). The runner decodes these instead of the events.
+class _InstallmentView(msgspec.Struct):
+    number: int
+    due_date: str
+    amount_minor: int
+
+
+class _InvoiceView(msgspec.Struct):
+    recorded_at: str
+    customer_id: str
+    invoice_number: str
+    currency: str
+    issue_date: str
+    installments: list[_InstallmentView]
+
+
+class _PaymentReceivedView(msgspec.Struct):
+    recorded_at: str
+    customer_id: str
+    payment_id: str
+    currency: str
+    amount_minor: int
+    value_date: str
+
+
+class _PaymentAllocatedView(msgspec.Struct):
+    recorded_at: str
+    customer_id: str
+    payment_id: str
+    invoice_number: str
+    installment: int
+    currency: str
+    amount_minor: int
+    value_date: str
+
+
+_VIEWS: dict[type, type] = {
+    ev.InvoiceIssued: _InvoiceView, ev.PaymentReceived: _PaymentReceivedView, ev.PaymentAllocated: _PaymentAllocatedView,
+}
 
 
 def _invoice(b: _Batch, env: Envelope, e: ev.InvoiceIssued) -> None:
     for inst in e.installments:
         b.installments.append((
-            e.invoice_number, inst.number, e.customer_id, e.currency, e.issue_date.isoformat(), inst.due_date.isoformat(),
+            e.invoice_number, inst.number, e.customer_id, e.currency, _day(e.issue_date), _day(inst.due_date),
             inst.amount_minor, inst.amount_minor, env.position, _iso(e.recorded_at),
         ))
         b.move(env, e, "invoiced", e.issue_date, inst.amount_minor, e.invoice_number, e.invoice_number, inst.number)
@@ -245,6 +299,7 @@ _HANDLERS = {
     ev.InvoiceDisputeResolved: _dispute_resolved,
     ev.CustomerRegistered: _registered,
 }
+_HANDLERS.update({view: _HANDLERS[cls] for cls, view in _VIEWS.items()})
 
 
 class ArItemsProjection(Projection):
@@ -252,9 +307,12 @@ class ArItemsProjection(Projection):
     version = 2
     event_types = (*_HANDLERS, ev.CustomerUpdated, ev.PaymentTermsSet)
     indexes = _INDEXES
+    decode_as = _VIEWS
 
     def create(self, tx: Tx) -> None:
         for ddl in _DDL:
+            if tx.db.dialect == "sqlite" and ddl.startswith(_CLUSTERED):
+                ddl += " WITHOUT ROWID"  # rows stored in key order: appends and range scans read no second b-tree
             tx.execute(ddl)
 
     def drop(self, tx: Tx) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from domain import kpi
 from domain.errors import RuleViolation
-from projections.aging import Scope, customer_attributes, resolve_scope
+from projections.aging import Scope, customer_currencies, resolve_scope
 from projections.ar_items import ITEM_KINDS
 from projections.db import ViewDatabase
 
@@ -70,7 +70,7 @@ def kpi_report(db: ViewDatabase, start: date, end: date, *, at_position: int | N
     with db.snapshot():
         scope = resolve_scope(db, at_position, known_at)
         rows = _sums(db, scope, end)
-        currencies = {c for c, *_ in customer_attributes(db, scope).values()}
+        currencies = customer_currencies(db, scope)
     figures: dict[str | None, _Figures] = defaultdict(lambda: _Figures(start, end))
     for currency, kind, due, effective, amount in rows:
         figures[currency].add(kind, due, effective, amount)
