@@ -23,6 +23,7 @@ import os
 import random
 import re
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from pathlib import Path
 from domain import events as ev
 from domain.registry import ReferenceClaimed, account_id, event_id, reference_id
 from services.bootstrap import bootstrap
+from services.persistence import topic_of
 from services.settings import Settings
 
 START = date(2024, 1, 1)
@@ -119,7 +121,7 @@ def rebuild_in_child(url: str) -> tuple[float, float, float, float]:
     wall = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak_mb, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
-    seconds = sum(float(s) for s in re.findall(r" in ([0-9.]+) s,", proc.stderr))
+    seconds = sum(float(s) for s in re.findall(r"in\s+([0-9.]+)\s+s,", proc.stderr))
     sys.stderr.write(proc.stderr)
     return seconds or wall, wall, cpu, peak_mb
 
@@ -178,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         app = bootstrap(Settings.from_env({}, database_url=url, log_level="WARNING"))
         if reuse:
             events = app.store.max_position()
-            invoices = app.store.recorder.datastore.transaction(commit=False).__enter__().execute(
-                "SELECT COUNT(*) FROM stored_events WHERE topic = 'domain.events:InvoiceIssued'").fetchone()[0]
+            with sqlite3.connect(path) as conn:
+                invoices = conn.execute("SELECT COUNT(*) FROM stored_events WHERE topic = ?", (topic_of(ev.InvoiceIssued),)).fetchone()[0]
             print(f"reusing {path}: {invoices:,} invoices, {events:,} events")
         else:
             started = time.perf_counter()

@@ -12,29 +12,14 @@ import structlog
 
 from domain import commands as c
 from projections.aging import aging_report
-from projections.ar_items import ArItemsProjection
-from projections.db import ViewDatabase
 from projections.kpi import kpi_report
-from projections.runner import ProjectionRunner
 from services.cli import main
+from tests.integration.test_ar_items import run as catch_up
+from tests.integration.test_ar_items import view_db  # noqa: F401 - the shared fixture
 
 AGING_KEYS = {"as_of", "position", "currency", "buckets", "total_minor", "unapplied_minor"}
 KPI_KEYS = {"from", "to", "credit_sales_minor", "ar_start_minor", "ar_end_minor", "current_ar_end_minor", "dso",
             "countback_dso", "best_possible_dso", "add", "cei", "turnover"}
-
-
-@pytest.fixture
-def view_db(database_url):
-    db = ViewDatabase(database_url)
-    yield db
-    db.close()
-
-
-def catch_up(app, db) -> ProjectionRunner:
-    runner = ProjectionRunner(app.store, db, [ArItemsProjection()], batch_size=4)
-    runner.setup()
-    runner.catch_up()
-    return runner
 
 
 def march_ledger(app) -> None:

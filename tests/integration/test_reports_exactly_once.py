@@ -21,6 +21,7 @@ from projections.runner import ProjectionRunner
 from services.bootstrap import bootstrap
 from services.settings import Settings
 from tests.conftest import FakeClock
+from tests.integration.test_ar_items import view_db  # noqa: F401 - the shared fixture
 
 TABLES = {
     "ar_customers": "customer_id", "ar_customer_versions": "customer_id, position", "ar_installments": "invoice_number, installment",
@@ -66,13 +67,6 @@ def dump(db: ViewDatabase) -> dict[str, list[tuple]]:
     views = {t: db.query(f"SELECT * FROM {t} ORDER BY {order}") for t, order in TABLES.items()}
     views["aging"] = [aging_report(db, date(2026, 3, 15), by=by) for by in ("customer", "region")]  # type: ignore[assignment]
     return views
-
-
-@pytest.fixture
-def view_db(database_url):
-    db = ViewDatabase(database_url)
-    yield db
-    db.close()
 
 
 def test_a_crash_mid_batch_resumes_exactly_once(app, view_db):
