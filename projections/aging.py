@@ -67,7 +67,7 @@ def view_position(db: ViewDatabase) -> int:
     return int(rows[0][0]) if rows else 0
 
 
-def resolve_scope(db: ViewDatabase, at_position: int | None, known_at: datetime | None, *, grid_ok: bool = True) -> Scope:
+def resolve_scope(db: ViewDatabase, at_position: int | None, known_at: datetime | None) -> Scope:
     """The scope of a report and the position it states (call inside ``db.snapshot()``).
 
     * neither: everything the view holds; position = the view's position;
@@ -81,7 +81,7 @@ def resolve_scope(db: ViewDatabase, at_position: int | None, known_at: datetime 
             raise RuleViolation("at_position", "not_after_head", f"{at_position} is beyond the reports' position {head}")
         head = at_position
     if known_at is None:
-        return Scope(head, None, use_grid=grid_ok and at_position is None)
+        return Scope(head, None, use_grid=at_position is None)
     stamp = iso_utc(known_at)
     last = 0
     for table in ("ar_movements", "ar_customer_versions"):
