@@ -94,14 +94,21 @@ _INDEXES = (
 
 _CLUSTERED = ("CREATE TABLE IF NOT EXISTS ar_movements", "CREATE TABLE IF NOT EXISTS ar_aging_grid")
 
-_UPDATE_GRID = (
-    "INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor)"
-    " SELECT m.currency, m.kind, COALESCE(i.due_date, ''), m.effective_date, SUM(m.amount_minor)"
-    " FROM ar_movements m LEFT JOIN ar_installments i ON i.invoice_number = m.invoice_number AND i.installment = m.installment"
-    " WHERE m.position >= ? AND m.position <= ?"
-    " GROUP BY m.currency, m.kind, COALESCE(i.due_date, ''), m.effective_date"
+# Grid rows whose due date the batch itself knows (invoices, cash, open credits) are
+# summed in Python; movements against earlier installments take it from ar_installments.
+_UPSERT_GRID = (
+    "INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (currency, kind, due_date, effective_date) DO UPDATE SET amount_minor = ar_aging_grid.amount_minor + excluded.amount_minor"
 )
+_UPDATE_GRID_FROM_ITEMS = (
+    "INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor)"
+    " SELECT m.currency, m.kind, i.due_date, m.effective_date, SUM(m.amount_minor)"
+    " FROM ar_movements m JOIN ar_installments i ON i.invoice_number = m.invoice_number AND i.installment = m.installment"
+    " WHERE m.position >= ? AND m.position <= ? AND m.installment IS NOT NULL AND m.kind <> 'invoiced'"
+    " GROUP BY m.currency, m.kind, i.due_date, m.effective_date"
+    " ON CONFLICT (currency, kind, due_date, effective_date) DO UPDATE SET amount_minor = ar_aging_grid.amount_minor + excluded.amount_minor"
+)
+
 
 _INSERT_MOVEMENT = (
     "INSERT INTO ar_movements (position, seq, recorded_at, customer_id, currency, invoice_number, installment, kind,"
@@ -131,17 +138,21 @@ class _Batch:
         self.customers: dict[str, list[Any]] = {}
         self.customer_versions: list[tuple[Any, ...]] = []
         self.open_deltas: dict[tuple[str, int], int] = defaultdict(int)
+        self.grid: dict[tuple[str, str, str, str], int] = defaultdict(int)
 
-    def move(self, env: Envelope, e: Any, kind: str, day: date, amount: int, document: str,
-             invoice: str | None = None, installment: int | None = None) -> None:
+    def move(self, env: Envelope, e: Any, kind: str, day: date | str, amount: int, document: str,
+             invoice: str | None = None, installment: int | None = None, due: str = "") -> None:
         # seq numbers the movements of one event, so rows never depend on batch boundaries
         last = self.movements[-1] if self.movements else None
         seq = last[1] + 1 if last is not None and last[0] == env.position else 0
+        effective = _day(day)
         self.movements.append((
             env.position, seq, _iso(e.recorded_at), e.customer_id, e.currency, invoice, installment,
-            kind, _day(day), amount, document,
+            kind, effective, amount, document,
         ))
-        if installment is not None and kind != "invoiced":
+        if installment is None or kind == "invoiced":
+            self.grid[(e.currency, kind, due, effective)] += amount
+        else:
             self.open_deltas[(invoice, installment)] += amount  # type: ignore[index]
 
     def customer_version(self, row: list[Any]) -> None:
@@ -213,7 +224,8 @@ def _invoice(b: _Batch, env: Envelope, e: ev.InvoiceIssued) -> None:
             e.invoice_number, inst.number, e.customer_id, e.currency, _day(e.issue_date), _day(inst.due_date),
             inst.amount_minor, inst.amount_minor, env.position, _iso(e.recorded_at),
         ))
-        b.move(env, e, "invoiced", e.issue_date, inst.amount_minor, e.invoice_number, e.invoice_number, inst.number)
+        b.move(env, e, "invoiced", e.issue_date, inst.amount_minor, e.invoice_number, e.invoice_number, inst.number,
+               _day(inst.due_date))
 
 
 def _credit_note(b: _Batch, env: Envelope, e: ev.CreditNoteIssued) -> None:
@@ -343,8 +355,9 @@ class ArItemsProjection(Projection):
             "UPDATE ar_installments SET open_minor = open_minor + ? WHERE invoice_number = ? AND installment = ?",
             [(delta, inv, inst) for (inv, inst), delta in rows.open_deltas.items() if delta],
         )
-        if rows.movements:
-            tx.execute(_UPDATE_GRID, (rows.movements[0][0], rows.movements[-1][0]))
+        tx.executemany(_UPSERT_GRID, [(*key, amount) for key, amount in rows.grid.items()])
+        if rows.open_deltas:
+            tx.execute(_UPDATE_GRID_FROM_ITEMS, (rows.movements[0][0], rows.movements[-1][0]))
 
 
 # ---- queries shared by the reports ------------------------------------------------------
