@@ -7,9 +7,10 @@ gives the same figures, whatever was recorded since, so reports reproduce byte f
 
 Two read paths give the same sums:
 
-* *as known now* (no earlier position, no known-at time): ``ar_aging_grid``, the
-  movements pre-summed by (currency, kind, due date, effective date) - a few thousand
-  rows however many invoices there are;
+* *as known now* (no earlier position, no known-at time): the movements pre-summed by
+  (currency, kind, due date) and effective month (``ar_aging_months``) before the
+  as-of date's month, and by effective day (``ar_aging_grid``) within it - a few
+  thousand rows however many invoices there are;
 * *as known then* or by customer: the movements themselves, filtered by position and
   recorded time.
 
@@ -113,9 +114,13 @@ def amounts_by_due(db: ViewDatabase, scope: Scope, as_of: date, *, by_customer: 
     """``(customer_id or '', currency, kind, due_date or '', amount)`` of every movement
     effective on or before ``as_of`` within the scope, summed."""
     if scope.use_grid and not by_customer:
-        sql = ("SELECT '', currency, kind, due_date, SUM(amount_minor) FROM ar_aging_grid WHERE effective_date <= ?"
-               " GROUP BY currency, kind, due_date")
-        return [(r[0], r[1], r[2], r[3], int(r[4])) for r in db.query(sql, (as_of.isoformat(),))]
+        sql = ("SELECT '', currency, kind, due_date, SUM(amount_minor) FROM ("
+               " SELECT currency, kind, due_date, amount_minor FROM ar_aging_months WHERE effective_month < ?"
+               " UNION ALL"
+               " SELECT currency, kind, due_date, amount_minor FROM ar_aging_grid WHERE effective_date >= ? AND effective_date <= ?"
+               ") t GROUP BY currency, kind, due_date")
+        params = (as_of.isoformat()[:7], as_of.replace(day=1).isoformat(), as_of.isoformat())
+        return [(r[0], r[1], r[2], r[3], int(r[4])) for r in db.query(sql, params)]
     clauses, params = Scope(scope.position, scope.known_at).where()
     who, group = ("m.customer_id", "m.customer_id, ") if by_customer else ("''", "")
     sql = (f"SELECT {who}, m.currency, m.kind, COALESCE(i.due_date, ''), SUM(m.amount_minor)"

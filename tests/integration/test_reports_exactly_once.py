@@ -26,6 +26,7 @@ from tests.integration.test_ar_items import view_db  # noqa: F401 - the shared f
 TABLES = {
     "ar_customers": "customer_id", "ar_customer_versions": "customer_id, position", "ar_installments": "invoice_number, installment",
     "ar_movements": "position, seq", "ar_disputes": "position", "ar_aging_grid": "currency, kind, due_date, effective_date",
+    "ar_aging_months": "currency, kind, due_date, effective_month",
 }
 
 
