@@ -184,7 +184,7 @@ class ProjectionRunner:
         if last <= start:
             return 0
         shared = len(selected) > 1  # decode once per event for every projection that reads it
-        decoded: dict[tuple[int, type], Any] = {}
+        decoded: dict[tuple[int, Any], Any] = {}  # (position, decode method) -> event
         applied = 0
         for projection in selected:
             after = positions[projection.name]
