@@ -60,10 +60,10 @@ class ViewDatabase:
             self.conn: Any = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            # views are rebuilt in big batches: a larger page cache and in-memory
-            # temporary b-trees (GROUP BY, index builds) keep that off the disk
+            # views are rebuilt in big batches: a larger page cache (64 MB) keeps the
+            # b-trees being filled in memory (temporary sort files stay on disk, so
+            # building an index over millions of rows does not grow the process)
             self.conn.execute("PRAGMA cache_size=-65536")
-            self.conn.execute("PRAGMA temp_store=MEMORY")
         else:
             import psycopg
 
