@@ -19,6 +19,8 @@ from uuid import UUID
 import msgspec
 
 from domain import events as ev
+from domain.collections import CollectionsState
+from domain.credit_state import CreditState
 from domain.errors import AlreadyExists, NotFound, RuleViolation
 from domain.money import check_currency, check_positive_amount
 from domain.registry import account_id, event_id
@@ -99,6 +101,8 @@ class AccountState(msgspec.Struct, kw_only=True):
     payments: dict[str, PaymentState] = msgspec.field(default_factory=dict)
     credit_notes: dict[str, int] = msgspec.field(default_factory=dict)  # number -> open credit
     write_offs: dict[str, WriteOffState] = msgspec.field(default_factory=dict)
+    collections: CollectionsState = msgspec.field(default_factory=CollectionsState)
+    credit: CreditState = msgspec.field(default_factory=CreditState)
 
 
 def _text(value: str, field: str, *, required: bool = True, max_len: int = 200) -> str:
@@ -607,6 +611,19 @@ _APPLIERS: dict[type[ev.Event], Callable[[AccountState, Any], None]] = {
 def register_applier(event_type: type[ev.Event], applier: Callable[[AccountState, Any], None]) -> None:
     """Let other bounded contexts (credit, collections) keep state on the account."""
     _APPLIERS[event_type] = applier
+
+
+def chain_applier(event_type: type[ev.Event], applier: Callable[[AccountState, Any], None]) -> None:
+    """Run ``applier`` after the one already registered for ``event_type``: for a context
+    that keeps its own figures (credit's running open AR) on the ledger's money events."""
+    first = _APPLIERS.get(event_type)
+
+    def both(state: AccountState, event: Any) -> None:
+        if first is not None:
+            first(state, event)
+        applier(state, event)
+
+    _APPLIERS[event_type] = both
 
 
 class AccountSnapshot(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,6 +12,8 @@ from domain.events import Event
 EVENT_MODULES: tuple[str, ...] = (
     "domain.events",
     "domain.registry",
+    "domain.collections_events",
+    "domain.credit_events",
 )
 
 

@@ -10,6 +10,9 @@ from projections.runner import Projection
 #: "module:Class" of every projection run by ``arledger projections run``.
 PROJECTIONS: list[str] = [
     "projections.ar_items:ArItemsProjection",
+    "projections.collections_worklist:CollectionsHoldsProjection",
+    "projections.collections_worklist:CollectionsWorklistProjection",
+    "projections.audit_trail:AuditTrail",
 ]
 
 

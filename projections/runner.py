@@ -137,6 +137,9 @@ class ProjectionRunner:
             self._targets[key] = projection.decode_as.get(cls, cls) if cls is not None else None
         return self._targets[key]
 
+    def _wants(self, projection: Projection, topic: str) -> bool:
+        return self._target(projection, topic) is not None
+
     def _topics(self, selected: Sequence[Projection]) -> tuple[str, ...] | None:
         """Stored topics any of ``selected`` reads, or ``None`` for "every topic".
 

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from services import collections_registration
+from services.clock.policy import load_policy
+from services.credit import CreditService  # importing it registers the credit handlers and appliers
 from services.ledger import LedgerService, utc_now
 from services.logging import configure_logging
 from services.persistence import LedgerStore
@@ -18,6 +21,7 @@ class App:
     settings: Settings
     store: LedgerStore
     ledger: LedgerService
+    credit: CreditService | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -27,5 +31,7 @@ def bootstrap(settings: Settings | None = None, *, clock: Callable[[], datetime]
     settings = settings or Settings.from_env()
     if configure_logs:
         configure_logging(settings)
+    collections_registration.register(load_policy(settings.dunning_policy).promise_tolerance_days)
     store = LedgerStore(settings)
-    return App(settings=settings, store=store, ledger=LedgerService(store, clock=clock))
+    ledger = LedgerService(store, clock=clock)
+    return App(settings=settings, store=store, ledger=ledger, credit=CreditService(store, ledger, policy_file=settings.scorecard or None))

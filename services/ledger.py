@@ -31,7 +31,7 @@ from eventsourcing.persistence import IntegrityError
 from domain import commands as cmd
 from domain.account import CommandContext, CustomerAccount, project_account, take_snapshot
 from domain.errors import AlreadyExists, LedgerError, NotFound, RuleViolation
-from domain.registry import CommandRecorded, ReferenceClaimed, account_id, event_id, idempotency_id, reference_id
+from domain.registry import CommandRecorded, account_id, claim, event_id, idempotency_id, reference_id
 from services.persistence import LedgerStore
 
 log = structlog.get_logger("arledger.ledger")
@@ -102,6 +102,16 @@ _HANDLERS: dict[type[cmd.Command], Handler] = {
 def register_handler(command_type: type[cmd.Command], handler: Handler) -> None:
     """Other contexts (credit, collections) add commands that act on the account."""
     _HANDLERS[command_type] = handler
+
+
+def decide(account: CustomerAccount, ctx: CommandContext, command: cmd.Command) -> Any:
+    """Run a command's rules on an account, which records its events (not yet saved).
+    The bulk import calls this too, so imported rows get exactly a command's events."""
+    try:
+        handler = _HANDLERS[type(command)]
+    except KeyError:
+        raise RuleViolation("command", "known_command", f"no handler for {type(command).__name__}") from None
+    return handler(account, ctx, command)
 
 
 class LedgerService:
@@ -176,23 +186,14 @@ class LedgerService:
             kind, field = type(command).targets  # type: ignore[misc]
             customer_id = self.owner_of(kind, getattr(command, field), field)
         account = self.account(customer_id)
-        try:
-            handler = _HANDLERS[type(command)]
-        except KeyError:
-            raise RuleViolation("command", "known_command", f"no handler for {type(command).__name__}") from None
-        handler(account, ctx, command)
+        decide(account, ctx, command)
         return account
 
     def _claims(self, command: cmd.Command, ctx: CommandContext, customer_id: str) -> list[Any]:
         if command.creates is None:
             return []
         kind, field = command.creates
-        reference = getattr(command, field)
-        rid = reference_id(kind, reference)
-        return [ReferenceClaimed(
-            originator_id=rid, originator_version=1, event_id=event_id(rid, 1), recorded_at=ctx.recorded_at, actor=ctx.actor,
-            correlation_id=ctx.correlation_id, causation_id=ctx.causation_id, kind=kind, reference=reference, customer_id=customer_id,
-        )]
+        return [claim(kind, getattr(command, field), customer_id, **msgspec.structs.asdict(ctx))]
 
     @staticmethod
     def _idempotency_record(ctx: CommandContext, key: str, print_: str, result: CommandResult) -> CommandRecorded:

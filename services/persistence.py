@@ -61,17 +61,25 @@ class MsgspecMapper(Mapper[Any]):
         super().__init__(transcoder or _NoTranscoder(), compressor=compressor, cipher=cipher)
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=topic_of(type(domain_event)),
+            state=self.encode_state(domain_event),
+        )
+
+    def to_row(self, domain_event: Any) -> tuple[Any, int, str, bytes]:
+        """(originator_id, originator_version, topic, state) without building a
+        StoredEvent (a frozen dataclass costs as much as the encoding): for bulk writes."""
+        return domain_event.originator_id, domain_event.originator_version, topic_of(type(domain_event)), self.encode_state(domain_event)
+
+    def encode_state(self, domain_event: Any) -> bytes:
         state = _encoder.encode(domain_event)
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:
             state = self.cipher.encrypt(state)
-        return StoredEvent(
-            originator_id=domain_event.originator_id,
-            originator_version=domain_event.originator_version,
-            topic=topic_of(type(domain_event)),
-            state=state,
-        )
+        return state
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         state = stored_event.state

@@ -26,6 +26,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_interval: int = 200
     create_tables: bool = True
     kafka_bootstrap: str = "127.0.0.1:9092"
+    dunning_policy: str = ""  # path of a dunning policy (.toml/.json); empty = the packaged default
+    collectors: str = ""  # comma-separated collectors that share unassigned customers (worklists)
+    scorecard: str = ""  # credit policy file used until one is recorded (default: the shipped one)
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,6 +18,12 @@ MODULES: tuple[str, ...] = (
     "services.cli.schema",
     "services.cli.demo",
     "services.cli.projections",
+    "services.cli.clock",
+    "services.cli.collections",
+    "services.cli.risk",
+    "services.cli.audit",
+    "services.cli.credit",
+    "services.cli.importer",
     "services.cli.reports",
 )
 

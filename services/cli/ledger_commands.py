@@ -56,9 +56,14 @@ def _json_fields(cls: type[Command]) -> set[str]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    for cls in LEDGER_COMMANDS:
+    add_command_parsers(subparsers, LEDGER_COMMANDS, "ledger")
+
+
+def add_command_parsers(subparsers: argparse._SubParsersAction, commands: tuple[type[Command], ...], label: str) -> None:
+    """One sub-command per command Struct, its flags generated from the fields."""
+    for cls in commands:
         doc = (cls.__doc__ or cls.__name__).strip().splitlines()[0]
-        parser = subparsers.add_parser(kebab(cls.__name__), help=f"ledger command {cls.__name__}", description=doc)
+        parser = subparsers.add_parser(kebab(cls.__name__), help=f"{label} command {cls.__name__}", description=doc)
         info = msgspec.inspect.type_info(cls)
         for field in info.fields:
             flag = "--" + field.name.replace("_", "-")

@@ -1,0 +1,125 @@
+"""Audit trail figures on a generated SQLite ledger: rebuild, verify and export rates.
+
+    python -m bench.audit            # --events 200000 (quick default)
+    python -m bench.audit --events 2000000
+
+Events are written straight through the store's recorder in large batches (the shapes
+of real ledger events, encoded by the msgspec mapper), then the ``audit_trail``
+projection is rebuilt from zero, ``verify`` re-reads and re-checks every stored row,
+and a full JSON-lines export (internal events included) is written to /dev/null.
+Peak RSS is the process maximum (``ru_maxrss``) after each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from domain import events as ev
+from domain.registry import ReferenceClaimed, account_id, event_id, reference_id
+from projections.audit_export import ExportFilters, write_export
+from projections.audit_store import StoredRows
+from projections.audit_trail import AuditTrail
+from projections.audit_verify import verify
+from projections.db import ViewDatabase
+from projections.runner import ProjectionRunner
+from services.bootstrap import bootstrap
+from services.settings import Settings
+
+
+def _stamp(oid: uuid.UUID, version: int, moment: datetime, c: int) -> dict:
+    return {"originator_id": oid, "originator_version": version, "event_id": event_id(oid, version), "recorded_at": moment,
+            "actor": "bench", "correlation_id": uuid.UUID(int=c), "causation_id": uuid.UUID(int=c + 1)}
+
+
+def _events(total: int):
+    """Per customer: registration, then invoices each with its reference claim,
+    and a payment allocated to every second invoice (about ``total`` events)."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    produced, c = 0, 0
+    while produced < total:
+        cid = f"C{c:07d}"
+        oid, version = account_id(cid), 1
+        moment = start + timedelta(minutes=c)
+        yield ev.CustomerRegistered(**_stamp(oid, version, moment, c), customer_id=cid, name=cid, currency="EUR")
+        produced += 1
+        for i in range(20):
+            number = f"INV-{c:07d}-{i:02d}"
+            issued = date(2026, 1, 1) + timedelta(days=i * 7)
+            version += 1
+            yield ev.InvoiceIssued(**_stamp(oid, version, moment, c), customer_id=cid, invoice_number=number, currency="EUR",
+                                   amount_minor=10_000 + i, issue_date=issued, due_date=issued + timedelta(days=30),
+                                   installments=(ev.Installment(number=1, due_date=issued + timedelta(days=30), amount_minor=10_000 + i),))
+            yield ReferenceClaimed(**_stamp(reference_id("invoice", number), 1, moment, c), kind="invoice", reference=number, customer_id=cid)
+            produced += 2
+            if i % 2 == 0:
+                version += 1
+                yield ev.PaymentAllocated(**_stamp(oid, version, moment, c), customer_id=cid, payment_id=f"P-{number}", invoice_number=number,
+                                          installment=1, currency="EUR", amount_minor=10_000 + i, value_date=issued + timedelta(days=20))
+                produced += 1
+        c += 1
+
+
+def generate(store, total: int, batch: int = 5_000) -> int:
+    mapper, recorder, pending, count = store.mapper, store.recorder, [], 0
+    for event in _events(total):
+        pending.append(mapper.to_stored_event(event))
+        if len(pending) >= batch:
+            recorder.insert_events(pending)
+            count += len(pending)
+            pending = []
+    if pending:
+        recorder.insert_events(pending)
+        count += len(pending)
+    return count
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--quick", action="store_true", help="20,000 events")
+    parser.add_argument("--database-url", help="an empty store to fill (default: a temporary SQLite file)")
+    args = parser.parse_args()
+    total = 20_000 if args.quick else args.events
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite:///{Path(tmp) / 'ledger.sqlite'}"
+        app = bootstrap(Settings.from_env({}, database_url=url, log_level="WARNING"))
+        db = ViewDatabase(url)
+        started = time.perf_counter()
+        count = generate(app.store, total)
+        print(f"generated {count:,} stored events in {time.perf_counter() - started:.1f} s")
+        runner = ProjectionRunner(app.store, db, [AuditTrail()], batch_size=5_000)
+        runner.setup()
+        started, cpu = time.perf_counter(), time.process_time()
+        runner.rebuild("audit_trail")
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        print(f"audit_trail rebuild: {count / elapsed:,.0f} events/s ({elapsed:.1f} s wall, {count / cpu:,.0f} events per CPU-second),"
+              f" peak RSS {peak_mb():,.0f} MB")
+        for deep in (True, False):
+            cpu = time.process_time()
+            report = verify(StoredRows(app.store.recorder), db, runner.position("audit_trail"), deep=deep)
+            cpu = time.process_time() - cpu
+            assert report.intact, report.problems[:3]
+            print(f"audit verify{'' if deep else ' --fast'}: {report.events_per_s:,.0f} events/s ({report.elapsed_s:.1f} s wall,"
+                  f" {count / cpu:,.0f} events per CPU-second), peak RSS {peak_mb():,.0f} MB")
+        started = time.perf_counter()
+        with open("/dev/null", "wb") as sink:
+            summary = write_export(db, StoredRows(app.store.recorder), sink, fmt="jsonl", filters=ExportFilters(include_internal=True),
+                                   trail_position=runner.position("audit_trail"))
+        elapsed = time.perf_counter() - started
+        print(f"audit export (jsonl): {summary['rows'] / elapsed:,.0f} rows/s ({elapsed:.1f} s), peak RSS {peak_mb():,.0f} MB")
+        db.close()
+        app.close()
+
+
+if __name__ == "__main__":
+    main()

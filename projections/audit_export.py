@@ -1,0 +1,237 @@
+"""Audit exports: a range of the trail as JSON lines or CSV, reproducible byte for byte.
+
+An export is computed *at a stream position* N: it holds only trail rows at or before N,
+and states N in its first line. Asking again later with ``--at-position N`` gives the same
+bytes whatever was recorded since (the trail is append-only and the header carries no
+clock reading); only tampering with the store or the trail can change them.
+
+Layout (both formats):
+
+* first line: the header, one JSON object ``{"arledger_audit_export": 1, "position": N,
+  "chain_head": {"position", "chain_hash"}, "filters": {...}, "chain": "<definition>",
+  "columns": [...]}``; ``chain_head`` is the chain hash of the last stream position at or
+  before N, the value an auditor anchors. In CSV this line is prefixed with ``# ``
+  and followed by the CSV header row;
+* one row per event (``EXPORT_COLUMNS``), in stream order, with ``event`` = the canonical
+  stored JSON text of the event and the ``prev_chain_hash`` it was chained to;
+* last line: the trailer ``{"arledger_audit_export_end": {"rows": n}}`` (``# `` prefixed
+  in CSV), so a truncated file is detected.
+
+Each row verifies on its own (:func:`check_export`): ``sha256(event) == event_sha256`` and
+``sha256(prev_chain_hash || event_sha256 || position) == chain_hash``; in an unfiltered
+export with internal events, consecutive rows must also link and the last one must equal
+the header's ``chain_head``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any, BinaryIO
+
+import msgspec
+
+from projections.audit_store import StoredRows
+from projections.audit_trail import CHAIN_DEFINITION, GENESIS, chain_step, trail_head, utc_text
+
+EXPORT_COLUMNS = (
+    "position", "event_id", "type", "public", "originator_id", "originator_version", "customer_id", "invoice_number",
+    "document_ref", "actor", "recorded_at", "business_date", "correlation_id", "causation_id", "event_sha256",
+    "prev_chain_hash", "chain_hash", "event",
+)
+
+_SELECT = (
+    "SELECT t.position, t.event_id, t.type, t.public, t.originator_id, t.originator_version, t.customer_id,"
+    " t.invoice_number, t.document_ref, t.actor, t.recorded_at, t.business_date, t.correlation_id, t.causation_id,"
+    " t.event_sha256,"
+    " (SELECT p.chain_hash FROM audit_trail p WHERE p.position < t.position ORDER BY p.position DESC LIMIT 1),"
+    " t.chain_hash FROM audit_trail t"
+)
+
+
+class ExportFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Which rows to export; times are UTC text, ``from_time`` <= recorded_at < ``to_time``."""
+
+    from_time: str | None = None
+    to_time: str | None = None
+    customer_id: str | None = None
+    invoice_number: str | None = None
+    actor: str | None = None
+    include_internal: bool = False
+
+
+class ExportError(ValueError):
+    """The export cannot be computed as asked (e.g. a position the trail has not reached)."""
+
+
+def parse_time(text: str) -> str:
+    """An ISO date or date-time (naive means UTC) as the trail's fixed-width UTC text."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ExportError(f"not an ISO date or date-time: {text!r}") from None
+    if len(text) == 10:  # a bare date: midnight UTC
+        moment = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+    return utc_text(moment)
+
+
+def _where(filters: ExportFilters, position: int) -> tuple[str, list[Any]]:
+    clauses, params = ["t.position <= ?"], [position]
+    for sql, value in (
+        ("t.recorded_at >= ?", filters.from_time), ("t.recorded_at < ?", filters.to_time),
+        ("t.customer_id = ?", filters.customer_id), ("t.actor = ?", filters.actor),
+        ("t.position IN (SELECT i.position FROM audit_trail_invoices i WHERE i.invoice_number = ?)", filters.invoice_number),
+    ):
+        if value is not None:
+            clauses.append(sql)
+            params.append(value)
+    if not filters.include_internal:
+        clauses.append("t.public = 1")
+    return " AND ".join(clauses), params
+
+
+def rows(db: Any, stored: StoredRows, filters: ExportFilters, position: int, page: int = 2_000) -> Iterator[dict[str, Any]]:
+    """Export rows in stream order, with each event's canonical text read from the store."""
+    where, params = _where(filters, position)
+    after = 0
+    while True:
+        batch = db.query(f"{_SELECT} WHERE {where} AND t.position > ? ORDER BY t.position LIMIT ?", (*params, after, page))
+        if not batch:
+            return
+        states = stored.states(r[0] for r in batch)
+        for r in batch:
+            state = states.get(r[0])
+            yield {
+                **dict(zip(EXPORT_COLUMNS[:15], (*r[:3], bool(r[3]), *r[4:15]), strict=True)),
+                "prev_chain_hash": r[15] or GENESIS.hex(), "chain_hash": r[16],
+                "event": state.decode("utf-8", "replace") if state is not None else None,
+            }
+        after = batch[-1][0]
+
+
+def header(db: Any, filters: ExportFilters, position: int) -> dict[str, Any]:
+    head = trail_head(db, position)
+    return {
+        "arledger_audit_export": 1, "position": position,
+        "chain_head": {"position": head[0], "chain_hash": head[1]} if head else None,
+        "filters": msgspec.to_builtins(filters), "chain": CHAIN_DEFINITION, "columns": list(EXPORT_COLUMNS),
+    }
+
+
+def position_known_at(db: Any, known_at: str, trail_position: int) -> int:
+    """The stream position of the last event recorded at or before ``known_at`` (UTC text):
+    ``--known-at T`` exports exactly what ``--at-position`` that position does."""
+    rows = db.query("SELECT MAX(position) FROM audit_trail WHERE recorded_at <= ? AND position <= ?", (known_at, trail_position))
+    return int(rows[0][0] or 0)
+
+
+def write_export(db: Any, stored: StoredRows, out: BinaryIO, *, fmt: str, filters: ExportFilters, trail_position: int,
+                 at_position: int | None = None) -> dict[str, Any]:
+    """Write the export to ``out``; returns its header plus the row count."""
+    position = trail_position if at_position is None else at_position
+    if position > trail_position:
+        raise ExportError(f"the audit trail is at position {trail_position}; it cannot state position {position} yet (run `arledger projections run --once`)")
+    if position < 0:
+        raise ExportError("--at-position must be >= 0")
+    head = header(db, filters, position)
+    encode = msgspec.json.encode
+    count = 0
+    if fmt == "jsonl":
+        out.write(encode(head) + b"\n")
+        for row in rows(db, stored, filters, position):
+            out.write(encode(row) + b"\n")
+            count += 1
+        out.write(encode({"arledger_audit_export_end": {"rows": count}}) + b"\n")
+    elif fmt == "csv":
+        out.write(b"# " + encode(head) + b"\n")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(EXPORT_COLUMNS)
+        for row in rows(db, stored, filters, position):
+            writer.writerow(_csv_value(row[c]) for c in EXPORT_COLUMNS)
+            count += 1
+            if buffer.tell() > 1 << 20:
+                out.write(buffer.getvalue().encode())
+                buffer.seek(0)
+                buffer.truncate()
+        out.write(buffer.getvalue().encode())
+        out.write(b"# " + encode({"arledger_audit_export_end": {"rows": count}}) + b"\n")
+    else:
+        raise ExportError(f"unknown format {fmt!r}: choose jsonl or csv")
+    return {**head, "rows": count}
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+# ---- independent checking of an export file ------------------------------------------
+
+
+def read_export(lines: Iterable[str]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """(header, rows, trailer) of an export in either format."""
+    it = iter(lines)
+    first = next(it, "")
+    if first.startswith("# "):
+        head = msgspec.json.decode(first[2:])
+        body = list(it)
+        trailer = msgspec.json.decode(body.pop()[2:]) if body and body[-1].startswith("# ") else None
+        records = [
+            {k: (int(v) if k in ("position", "originator_version") else v) for k, v in r.items()}
+            for r in csv.DictReader(io.StringIO("".join(body)))
+        ]
+        return head, records, trailer
+    head = msgspec.json.decode(first)
+    records, trailer = [], None
+    for line in it:
+        value = msgspec.json.decode(line)
+        if "arledger_audit_export_end" in value:
+            trailer = value
+        else:
+            records.append(value)
+    return head, records, trailer
+
+
+def check_export(lines: Iterable[str]) -> list[str]:
+    """Problems found in an export file on its own, without access to the ledger."""
+    head, records, trailer = read_export(lines)
+    problems = []
+    if trailer is None or trailer["arledger_audit_export_end"]["rows"] != len(records):
+        problems.append("the trailer is missing or its row count differs: the file is truncated or edited")
+    linked = head["filters"] == {"include_internal": True}
+    prev_chain = GENESIS.hex()
+    for r in records:
+        digest = hashlib.sha256((r["event"] or "").encode()).hexdigest()
+        if digest != r["event_sha256"]:
+            problems.append(f"position {r['position']}: the event text does not hash to event_sha256")
+        if chain_step(bytes.fromhex(r["prev_chain_hash"]), bytes.fromhex(r["event_sha256"]), r["position"]).hex() != r["chain_hash"]:
+            problems.append(f"position {r['position']}: chain_hash is not sha256(prev_chain_hash || event_sha256 || position)")
+        problems.extend(f"position {r['position']}: {name} differs from the event text" for name in _columns_against_event(r))
+        if linked and r["prev_chain_hash"] != prev_chain:
+            problems.append(f"position {r['position']}: does not link to the row before it (a row is missing or moved)")
+        prev_chain = r["chain_hash"]
+    if linked and head["chain_head"] and prev_chain != head["chain_head"]["chain_hash"]:
+        problems.append("the last row's chain_hash differs from the header's chain_head")
+    return problems
+
+
+_SAME_AS_EVENT = ("event_id", "type", "originator_id", "originator_version", "actor", "correlation_id", "causation_id", "customer_id")
+
+
+def _columns_against_event(row: dict[str, Any]) -> list[str]:
+    """Identity columns of a row that do not say what its event text says."""
+    try:
+        event = msgspec.json.decode(row["event"] or "")
+    except msgspec.DecodeError:
+        return ["event"]
+    differ = [name for name in _SAME_AS_EVENT if name in event and str(event[name]) != str(row[name])]
+    if "recorded_at" in event and parse_time(event["recorded_at"]) != row["recorded_at"]:
+        differ.append("recorded_at")
+    return differ

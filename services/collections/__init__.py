@@ -1,0 +1,1 @@
+"""Collections at the edges: statement rendering."""

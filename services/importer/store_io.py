@@ -1,0 +1,130 @@
+"""Bulk reads and writes below the library's per-aggregate save, for imports.
+
+``Application.save`` maps, inserts and commits one save at a time; on SQLite it even
+inserts row by row to learn each notification id. An import knows all its events up
+front, so it writes them in **one transaction**: ``executemany`` on SQLite, ``COPY``
+on PostgreSQL (after taking the same EXCLUSIVE table lock and sending the same NOTIFY
+the library's recorder does, so log followers never skip a position). Rows go into the
+recorder's own table, so notification ids come from the same rowid / bigserial and the
+(originator_id, originator_version) primary key still refuses a concurrent writer's
+clash: the whole transaction rolls back and nothing is recorded. Stored bytes come
+from the store's mapper, the same msgspec JSON a command writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from services.persistence import LedgerStore, MsgspecMapper
+
+T = TypeVar("T")
+BATCH = 20_000
+SQLITE_IMPORT_CACHE_KIB = 256 * 1024
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def existing_originators(store: LedgerStore, ids: Iterable[UUID]) -> set[UUID]:
+    """Which of ``ids`` already have a first event in the store (one query per 500 ids)."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return set()
+    recorder = store.recorder
+    found: set[UUID] = set()
+    if store.is_postgres:
+        from psycopg import sql
+
+        query = sql.SQL("SELECT originator_id FROM {}.{} WHERE originator_version = 1 AND originator_id = ANY(%s)").format(
+            sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name))
+        with recorder.datastore.transaction(commit=False) as curs:
+            for chunk in batches(wanted, 5000):
+                curs.execute(query, [list(chunk)])
+                found.update(row["originator_id"] for row in curs.fetchall())
+        return found
+    with recorder.datastore.transaction(commit=False) as cursor:
+        for chunk in batches(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            cursor.execute(f"SELECT originator_id FROM {recorder.events_table_name} WHERE originator_version = 1 AND originator_id IN ({marks})",
+                           [u.hex for u in chunk])
+            found.update(UUID(row[0]) for row in cursor.fetchall())
+    return found
+
+
+def write_events(store: LedgerStore, events: Sequence[Any], *, on_batch: Callable[[int], None] = lambda n: None, batch_size: int = BATCH) -> None:
+    """Insert ``events`` into the store's event table in one transaction, or not at all.
+
+    Raises :class:`eventsourcing.persistence.IntegrityError` if any (originator_id,
+    originator_version) is already taken (a concurrent writer); nothing is then recorded.
+    """
+    to_row = _row_maker(store)
+    if store.is_postgres:
+        _copy_postgres(store, events, to_row, on_batch, batch_size)
+        return
+    recorder = store.recorder
+    with recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute("PRAGMA cache_size")
+        cache_size = cursor.fetchone()[0]
+        # The primary-key index takes random uuids: keep its pages in memory while loading.
+        cursor.execute(f"PRAGMA cache_size = {-SQLITE_IMPORT_CACHE_KIB}")
+        try:
+            for chunk in batches(events, batch_size):
+                cursor.executemany(recorder.insert_events_statement, [(r[0].hex, r[1], r[2], r[3]) for r in map(to_row, chunk)])
+                on_batch(len(chunk))
+        finally:
+            cursor.execute(f"PRAGMA cache_size = {int(cache_size)}")
+
+
+def _row_maker(store: LedgerStore) -> Callable[[Any], tuple[Any, ...]]:
+    """The store's mapper turns an event into (originator_id, version, topic, state)."""
+    mapper = store.mapper
+    if isinstance(mapper, MsgspecMapper):
+        return mapper.to_row
+
+    def to_row(event: Any) -> tuple[Any, ...]:
+        s = mapper.to_stored_event(event)
+        return s.originator_id, s.originator_version, s.topic, s.state
+
+    return to_row
+
+
+def _copy_postgres(store: LedgerStore, events: Sequence[Any], to_row: Callable[[Any], tuple[Any, ...]], on_batch: Callable[[int], None], batch_size: int) -> None:
+    import psycopg
+    from psycopg import sql
+
+    recorder = store.recorder
+    datastore = recorder.datastore
+    copy_sql = sql.SQL("COPY {}.{} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
+    try:
+        with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            for statement in recorder.lock_table_statements:  # serialise with other writers, as the recorder does
+                curs.execute(statement)
+            curs.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)))
+            with curs.copy(copy_sql) as copy:
+                copy.set_types(["uuid", "int8", "text", "bytea"])
+                for chunk in batches(events, batch_size):
+                    for row in map(to_row, chunk):
+                        copy.write_row(row)
+                    on_batch(len(chunk))
+    except psycopg.errors.IntegrityError as exc:
+        raise IntegrityError(exc) from exc
+
+
+def forget_cached(store: LedgerStore, aggregate_ids: Iterable[UUID]) -> None:
+    """Drop accounts the import changed from this process's aggregate cache, so the next
+    command loads them from the store (other processes fast-forward from the store)."""
+    cache = store.repository.cache
+    if cache is None:
+        return
+    for aggregate_id in aggregate_ids:
+        try:
+            cache.get(aggregate_id, evict=True)
+        except KeyError:
+            pass

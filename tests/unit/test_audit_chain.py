@@ -1,0 +1,88 @@
+"""The audit chain's definition and what a trail row says about an event. Pure: no store."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import msgspec
+import pytest
+
+from domain import events as ev
+from domain.registry import CommandRecorded, ReferenceClaimed
+from projections.audit_export import ExportError, check_export, parse_time
+from projections.audit_trail import GENESIS, chain_step, describe, trail_row, utc_text
+from projections.audit_verify import Anchor
+from services.persistence import encode_event, topic_of
+
+BASE = dict(originator_id=uuid.UUID(int=7), event_id=uuid.UUID(int=8), recorded_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+            actor="alice", correlation_id=uuid.UUID(int=9), causation_id=uuid.UUID(int=10))
+
+
+def test_chain_step_is_sha256_of_prev_digest_and_big_endian_position():
+    digest = hashlib.sha256(b'{"x":1}').digest()
+    expected = hashlib.sha256(bytes(32) + digest + bytes([0, 0, 0, 0, 0, 0, 1, 44])).hexdigest()
+    assert chain_step(GENESIS, digest, 300).hex() == expected
+    # a known answer, so that any change to the definition shows
+    assert expected == "a302dab5b356c0d6b0048f9c935d973bd1ad22d938a11df2a34bd2f824d4f0a9"
+    assert chain_step(GENESIS, digest, 301) != chain_step(GENESIS, digest, 300)
+
+
+def test_trail_row_hashes_the_stored_bytes_and_links_to_prev():
+    event = ev.PaymentReceived(**BASE, originator_version=3, customer_id="C1", payment_id="P-9", currency="EUR",
+                               amount_minor=500, value_date=date(2026, 2, 28))
+    state = encode_event(event)
+    row, linked, chain = trail_row(42, topic_of(type(event)), state, event, GENESIS)
+    assert row[15] == hashlib.sha256(state).hexdigest()
+    assert chain == chain_step(GENESIS, hashlib.sha256(state).digest(), 42) and row[16] == chain.hex()
+    assert row[:3] == (42, str(BASE["event_id"]), "PaymentReceived") and row[4] == 1
+    assert (row[7], row[8], row[9], row[10], row[11], row[12]) == ("C1", None, "payment:P-9", "alice", "2026-03-01T12:00:00.000000+00:00", "2026-02-28")
+    assert linked == set()
+
+
+def test_describe_links_every_invoice_an_event_touches():
+    line = ev.AllocationLine(invoice_number="INV-1", installment=1, amount_minor=5)
+    other = ev.AllocationLine(invoice_number="INV-2", installment=2, amount_minor=5)
+    reversal = ev.PaymentReversed(**BASE, originator_version=4, customer_id="C1", payment_id="P1", currency="EUR", amount_minor=10,
+                                  reversed_on=date(2026, 4, 1), reason="bounced", unallocated=(line, other))
+    assert describe(reversal) == (None, "payment:P1", "2026-04-01", {"INV-1", "INV-2"})
+    approved = ev.WriteOffApproved(**BASE, originator_version=5, customer_id="C1", write_off_id="WO-1", invoice_number="INV-1",
+                                   currency="EUR", amount_minor=5, effective_date=date(2026, 6, 30), requested_by="bob", applied=(line,))
+    assert describe(approved) == ("INV-1", "write_off:WO-1", "2026-06-30", {"INV-1"})
+    claim = ReferenceClaimed(**BASE, originator_version=1, kind="invoice", reference="INV-3", customer_id="C1")
+    assert describe(claim) == ("INV-3", "invoice:INV-3", None, {"INV-3"})
+    record = CommandRecorded(**BASE, originator_version=1, idempotency_key="k", fingerprint="f", result={})
+    assert describe(record) == (None, None, None, set())
+
+
+def test_times_are_fixed_width_utc_text():
+    plus_two = timezone(timedelta(hours=2))
+    assert utc_text(datetime(2026, 1, 1, 14, 0, tzinfo=plus_two)) == "2026-01-01T12:00:00.000000+00:00"
+    assert parse_time("2026-01-01") == "2026-01-01T00:00:00.000000+00:00"
+    assert parse_time("2026-01-01T10:00:00Z") == parse_time("2026-01-01T12:00:00+02:00") == parse_time("2026-01-01T10:00")
+    with pytest.raises(ExportError):
+        parse_time("yesterday")
+
+
+def test_recorded_times_read_from_the_json_match_the_parsed_ones():
+    from projections.audit_trail import _recorded_text
+
+    for moment in (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 9, 30, 5, 120, tzinfo=UTC),
+                   datetime(2026, 1, 1, 9, 30, 5, 120, tzinfo=timezone(timedelta(hours=-5)))):
+        text = msgspec.json.encode(moment).decode().strip('"')
+        assert _recorded_text(text) == utc_text(moment)
+
+
+def test_anchor_round_trip_and_rejects_garbage():
+    anchor = Anchor.parse("AB" * 32 + "@17")
+    assert anchor == Anchor("ab" * 32, 17) and str(anchor) == "ab" * 32 + "@17"
+    for bad in ("abc@1", "ab" * 32, "ab" * 32 + "@x"):
+        with pytest.raises(ValueError):
+            Anchor.parse(bad)
+
+
+def test_check_export_flags_a_truncated_file():
+    header = '{"arledger_audit_export":1,"position":0,"chain_head":null,"filters":{},"chain":"","columns":[]}\n'
+    assert check_export([header, '{"arledger_audit_export_end":{"rows":0}}\n']) == []
+    assert check_export([header]) == ["the trailer is missing or its row count differs: the file is truncated or edited"]
