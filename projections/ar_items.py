@@ -102,30 +102,15 @@ _INDEXES = (
 _CLUSTERED = ("CREATE TABLE IF NOT EXISTS ar_movements", "CREATE TABLE IF NOT EXISTS ar_aging_grid",
               "CREATE TABLE IF NOT EXISTS ar_aging_months")
 
-# Grid rows whose due date the batch itself knows (invoices, cash, open credits) are
-# summed in Python; movements against earlier installments take it from ar_installments.
+# Grid rows are summed per batch in Python and added with one upsert each; a movement
+# against an installment takes its due date from the batch or from ar_installments
+# (never from a range of positions: Kafka workers interleave customers' batches).
 _UPSERT_GRID = (
     "INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (currency, kind, due_date, effective_date) DO UPDATE SET amount_minor = ar_aging_grid.amount_minor + excluded.amount_minor"
 )
 _UPSERT_MONTHS = (
     "INSERT INTO ar_aging_months (currency, kind, due_date, effective_month, amount_minor) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (currency, kind, due_date, effective_month) DO UPDATE SET amount_minor = ar_aging_months.amount_minor + excluded.amount_minor"
-)
-_FROM_ITEMS = (
-    " FROM ar_movements m JOIN ar_installments i ON i.invoice_number = m.invoice_number AND i.installment = m.installment"
-    " WHERE m.position >= ? AND m.position <= ? AND m.installment IS NOT NULL AND m.kind <> 'invoiced'"
-)
-_UPDATE_GRID_FROM_ITEMS = (
-    "INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor)"
-    f" SELECT m.currency, m.kind, i.due_date, m.effective_date, SUM(m.amount_minor){_FROM_ITEMS}"
-    " GROUP BY m.currency, m.kind, i.due_date, m.effective_date"
-    " ON CONFLICT (currency, kind, due_date, effective_date) DO UPDATE SET amount_minor = ar_aging_grid.amount_minor + excluded.amount_minor"
-)
-_UPDATE_MONTHS_FROM_ITEMS = (
-    "INSERT INTO ar_aging_months (currency, kind, due_date, effective_month, amount_minor)"
-    f" SELECT m.currency, m.kind, i.due_date, SUBSTR(m.effective_date, 1, 7), SUM(m.amount_minor){_FROM_ITEMS}"
-    " GROUP BY m.currency, m.kind, i.due_date, SUBSTR(m.effective_date, 1, 7)"
     " ON CONFLICT (currency, kind, due_date, effective_month) DO UPDATE SET amount_minor = ar_aging_months.amount_minor + excluded.amount_minor"
 )
 _INSERT_MOVEMENT = (
@@ -157,6 +142,8 @@ class _Batch:
         self.customer_versions: list[tuple[Any, ...]] = []
         self.open_deltas: dict[tuple[str, int], int] = defaultdict(int)
         self.grid: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        self.due_dates: dict[tuple[str, int], str] = {}
+        self.unplaced: list[tuple[str, str, str, int, str, int]] = []  # item movements awaiting their due date
 
     def move(self, env: Envelope, e: Any, kind: str, day: date | str, amount: int, document: str,
              invoice: str | None = None, installment: int | None = None, due: str = "") -> None:
@@ -172,6 +159,20 @@ class _Batch:
             self.grid[(e.currency, kind, due, effective)] += amount
         else:
             self.open_deltas[(invoice, installment)] += amount  # type: ignore[index]
+            self.unplaced.append((e.currency, kind, invoice, installment, effective, amount))  # type: ignore[arg-type]
+
+    def place(self, tx: Tx) -> None:
+        """Add the unplaced item movements to the grid under their installment's due date."""
+        missing = sorted({inv for _, _, inv, inst, _, _ in self.unplaced if (inv, inst) not in self.due_dates})
+        for i in range(0, len(missing), 500):
+            chunk = missing[i:i + 500]
+            rows = tx.execute(
+                f"SELECT invoice_number, installment, due_date FROM ar_installments WHERE invoice_number IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            self.due_dates.update(((inv, int(inst)), due) for inv, inst, due in rows)
+        for currency, kind, inv, inst, effective, amount in self.unplaced:
+            self.grid[(currency, kind, self.due_dates[(inv, inst)], effective)] += amount
 
     def customer_version(self, row: list[Any]) -> None:
         self.customer_versions.append((row[0], row[8], row[9], row[2], row[4], row[5], row[6]))
@@ -242,8 +243,8 @@ def _invoice(b: _Batch, env: Envelope, e: ev.InvoiceIssued) -> None:
             e.invoice_number, inst.number, e.customer_id, e.currency, _day(e.issue_date), _day(inst.due_date),
             inst.amount_minor, inst.amount_minor, env.position, _iso(e.recorded_at),
         ))
-        b.move(env, e, "invoiced", e.issue_date, inst.amount_minor, e.invoice_number, e.invoice_number, inst.number,
-               _day(inst.due_date))
+        due = b.due_dates[(e.invoice_number, inst.number)] = _day(inst.due_date)
+        b.move(env, e, "invoiced", e.issue_date, inst.amount_minor, e.invoice_number, e.invoice_number, inst.number, due)
 
 
 def _credit_note(b: _Batch, env: Envelope, e: ev.CreditNoteIssued) -> None:
@@ -373,15 +374,12 @@ class ArItemsProjection(Projection):
             "UPDATE ar_installments SET open_minor = open_minor + ? WHERE invoice_number = ? AND installment = ?",
             [(delta, inv, inst) for (inv, inst), delta in rows.open_deltas.items() if delta],
         )
+        rows.place(tx)
         months: dict[tuple[str, str, str, str], int] = defaultdict(int)
         for (currency, kind, due, effective), amount in rows.grid.items():
             months[(currency, kind, due, effective[:7])] += amount
         tx.executemany(_UPSERT_GRID, [(*key, amount) for key, amount in rows.grid.items()])
         tx.executemany(_UPSERT_MONTHS, [(*key, amount) for key, amount in months.items()])
-        if rows.open_deltas:
-            span = (rows.movements[0][0], rows.movements[-1][0])
-            tx.execute(_UPDATE_GRID_FROM_ITEMS, span)
-            tx.execute(_UPDATE_MONTHS_FROM_ITEMS, span)
 
 
 # ---- queries shared by the reports ------------------------------------------------------
