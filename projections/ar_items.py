@@ -336,6 +336,8 @@ _HANDLERS.update({view: _HANDLERS[cls] for cls, view in _VIEWS.items()})
 class ArItemsProjection(Projection):
     name = "ar_items"
     version = 2
+    #: Rows depend only on each customer's own public events, in order: Kafka workers may build it.
+    per_customer = True
     event_types = (*_HANDLERS, ev.CustomerUpdated, ev.PaymentTermsSet)
     indexes = _INDEXES
     decode_as = _VIEWS

@@ -11,6 +11,12 @@ from domain.catalog import public_event_types
 SCHEMA_ID = "https://arledger.example/schemas/events.v1.json"
 
 
+def dataschema_uri(name: str, version: int) -> str:
+    """The CloudEvents ``dataschema`` of an event type: names the ``$defs`` entry of the
+    document ``arledger schema`` prints (and ``arledger schema --event NAME``)."""
+    return f"urn:arledger:schema:{name}:v{version}"
+
+
 def events_json_schema() -> dict[str, Any]:
     """One document: ``$defs`` holds every event, ``oneOf`` the tagged union of them.
     ``x-arledger-events`` lists each event name with its schema version, for subscribers."""
@@ -23,7 +29,10 @@ def events_json_schema() -> dict[str, Any]:
         "title": "arledger events",
         "description": "Every public arledger event; the 'type' field names the event.",
         **schema,
-        "x-arledger-events": {cls.__name__: {"version": cls.schema_version, "$ref": f"#/$defs/{cls.__name__}"} for cls in types},
+        "x-arledger-events": {
+            cls.__name__: {"version": cls.schema_version, "$ref": f"#/$defs/{cls.__name__}", "dataschema": dataschema_uri(cls.__name__, cls.schema_version)}
+            for cls in types
+        },
     }
     return schema
 

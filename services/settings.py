@@ -29,12 +29,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dunning_policy: str = ""  # path of a dunning policy (.toml/.json); empty = the packaged default
     collectors: str = ""  # comma-separated collectors that share unassigned customers (worklists)
     scorecard: str = ""  # credit policy file used until one is recorded (default: the shipped one)
+    #: Names this ledger in the CloudEvents ``source`` (``/arledger/<ledger_name>``).
+    ledger_name: str = "default"
+    kafka_events_topic: str = "arledger.events.v1"
+    kafka_overdue_topic: str = "arledger.overdue.v1"
+    #: Event class names also published to the overdue topic (comma separated).
+    kafka_overdue_events: str = (
+        "InvoiceFellOverdue,AgingBucketEntered,PromiseToPayBroken,DunningStepDue,"
+        "CreditReviewDue,EarlyWarningRaised,EarlyWarningCleared"
+    )
+    kafka_partitions: int = 12
+    kafka_replication_factor: int = 1
+    #: Events read from the store and published per acknowledged batch.
+    relay_batch_size: int = 5000
+    #: Request, metadata and delivery timeouts of the Kafka clients (milliseconds).
+    kafka_timeout_ms: int = 15000
+    #: Longest wait between retries while the broker is unreachable (seconds).
+    relay_max_backoff: float = 30.0
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'ledger.sqlite'}"
+
+    @property
+    def overdue_event_names(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.kafka_overdue_events.split(",") if n.strip())
 
     @property
     def is_postgres(self) -> bool:

@@ -12,12 +12,14 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from services.bootstrap import App, bootstrap
 from services.settings import Settings
+from tests.kafka_broker import TansuBroker
 
 POSTGRES_URL = os.environ.get("ARLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -81,3 +83,28 @@ def make_app(database_url: str, clock: FakeClock) -> Iterator[Callable[..., App]
 @pytest.fixture
 def app(make_app: Callable[..., App]) -> App:
     return make_app()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    """One real broker per test process, shared: tests use their own topic names."""
+    broker = TansuBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def private_kafka_broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A broker of the test's own, for tests that stop and restart it."""
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def kafka_topics() -> dict[str, str]:
+    """Topic names unique to one test, as settings overrides."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    return {"kafka_events_topic": f"{prefix}.events.v1", "kafka_overdue_topic": f"{prefix}.overdue.v1"}

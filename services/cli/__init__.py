@@ -24,6 +24,9 @@ MODULES: tuple[str, ...] = (
     "services.cli.audit",
     "services.cli.credit",
     "services.cli.importer",
+    "services.cli.relay",
+    "services.cli.keys",
+    "services.cli.serve",
     "services.cli.reports",
 )
 

@@ -12,8 +12,10 @@ import sys
 
 from projections.db import ViewDatabase
 from projections.registry import all_projections
+from projections.kafka_runner import OFFSETS_DDL as KAFKA_OFFSETS_DDL
 from projections.runner import ProjectionRunner
 from services.bootstrap import bootstrap
+from services.relay.relay import POSITIONS_DDL as RELAY_POSITIONS_DDL
 from services.settings import Settings
 
 
@@ -23,6 +25,9 @@ def _run(args: argparse.Namespace) -> int:
     db = ViewDatabase(settings.resolved_database_url)
     try:
         ProjectionRunner(app.store, db, all_projections()).setup()
+        with db.transaction() as tx:  # the Kafka relay's and consumer-group workers' positions
+            tx.execute(RELAY_POSITIONS_DDL)
+            tx.execute(KAFKA_OFFSETS_DDL)
     finally:
         db.close()
         app.close()

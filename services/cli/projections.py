@@ -15,7 +15,7 @@ from rich.table import Table
 from projections.db import ViewDatabase
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
-from services.cli.common import app_from, print_json
+from services.cli.common import app_from, print_json, settings_from
 
 
 def make_runner(args: argparse.Namespace, names: list[str] | None = None):
@@ -28,10 +28,12 @@ def make_runner(args: argparse.Namespace, names: list[str] | None = None):
 
 
 def _run(args: argparse.Namespace) -> int:
-    app, db, runner = make_runner(args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if args.from_kafka:
+        return _run_from_kafka(args, stop)
+    app, db, runner = make_runner(args, args.projection)
     try:
         if args.once:
             runner.catch_up()
@@ -40,6 +42,30 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         db.close()
         app.close()
+    return 0
+
+
+def _run_from_kafka(args: argparse.Namespace, stop: threading.Event) -> int:
+    """A consumer-group worker (projections/kafka_runner.py); needs ``arledger relay``."""
+    import structlog
+
+    from projections.kafka_runner import KafkaProjectionWorker, per_customer
+    from services.logging import configure_logging
+
+    settings = settings_from(args)
+    configure_logging(settings)
+    chosen = [p for p in all_projections() if not args.projection or p.name in args.projection]
+    projections = [p for p in chosen if per_customer(p)]
+    skipped = [p.name for p in chosen if not per_customer(p)]
+    if skipped:  # they need the global order or internal events: the store reader keeps them
+        structlog.get_logger("arledger.projections").warning("kafka_projections_skipped", projections=skipped, reason="not per_customer; run them with `projections run --projection NAME`")
+    db = ViewDatabase(settings.resolved_database_url)
+    worker = KafkaProjectionWorker(db, projections, settings, args.group)
+    try:
+        worker.setup()
+        worker.run_forever(stop)
+    finally:
+        db.close()
     return 0
 
 
@@ -96,6 +122,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--once", action="store_true", help="catch up to the head of the stream and exit")
     run.add_argument("--poll-interval", type=float, default=0.2)
     run.add_argument("--batch-size", type=int, help="events read per transaction (default: the runner's)")
+    run.add_argument("--projection", action="append", metavar="NAME", help="run only this projection (repeat for more; default all)")
+    run.add_argument("--from-kafka", action="store_true", help="consume the relay's events topic as a consumer group instead of reading the store")
+    run.add_argument("--group", default="arledger-projections", help="consumer group of --from-kafka workers (default arledger-projections)")
     run.set_defaults(handler=_run)
     rebuild = sub.add_parser("rebuild", help="drop a view and replay the stream from zero")
     rebuild.add_argument("name", nargs="?")
