@@ -41,6 +41,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+import msgspec
+
 from domain import events as ev
 from projections.db import Tx, ViewDatabase
 from projections.runner import Envelope, Projection
@@ -48,7 +50,8 @@ from projections.runner import Envelope, Projection
 ITEM_KINDS = ("invoiced", "credited", "allocated", "unallocated", "written_off")
 CASH_KINDS = ("cash_received", "cash_allocated", "cash_reversed")
 
-_TABLES = ("ar_customers", "ar_installments", "ar_movements", "ar_disputes")
+_TABLES = ("ar_customers", "ar_customer_versions", "ar_installments", "ar_movements", "ar_disputes", "ar_aging_grid",
+           "ar_aging_months")
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS ar_customers ("
@@ -59,21 +62,57 @@ _DDL = (
     " invoice_number TEXT NOT NULL, installment INTEGER NOT NULL, customer_id TEXT NOT NULL, currency TEXT NOT NULL,"
     " issue_date TEXT NOT NULL, due_date TEXT NOT NULL, amount_minor BIGINT NOT NULL, open_minor BIGINT NOT NULL,"
     " position BIGINT NOT NULL, recorded_at TEXT NOT NULL, PRIMARY KEY (invoice_number, installment))",
-    "CREATE INDEX IF NOT EXISTS ar_installments_customer ON ar_installments (customer_id)",
-    "CREATE INDEX IF NOT EXISTS ar_installments_due ON ar_installments (due_date)",
     "CREATE TABLE IF NOT EXISTS ar_movements ("
     " position BIGINT NOT NULL, seq INTEGER NOT NULL, recorded_at TEXT NOT NULL, customer_id TEXT NOT NULL,"
     " currency TEXT NOT NULL, invoice_number TEXT, installment INTEGER, kind TEXT NOT NULL,"
     " effective_date TEXT NOT NULL, amount_minor BIGINT NOT NULL, document TEXT NOT NULL,"
     " PRIMARY KEY (position, seq))",
-    "CREATE INDEX IF NOT EXISTS ar_movements_item ON ar_movements (invoice_number, installment)",
-    "CREATE INDEX IF NOT EXISTS ar_movements_customer ON ar_movements (customer_id)",
     "CREATE TABLE IF NOT EXISTS ar_disputes ("
     " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, customer_id TEXT NOT NULL, invoice_number TEXT NOT NULL,"
     " kind TEXT NOT NULL, effective_date TEXT NOT NULL, amount_minor BIGINT, reason TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS ar_disputes_invoice ON ar_disputes (invoice_number)",
+    # Customer attributes as they were at each position: reports by region, industry or
+    # salesperson at an earlier position (or known-at time) group as they were then.
+    "CREATE TABLE IF NOT EXISTS ar_customer_versions ("
+    " customer_id TEXT NOT NULL, position BIGINT NOT NULL, recorded_at TEXT NOT NULL, currency TEXT NOT NULL,"
+    " region TEXT NOT NULL, industry TEXT NOT NULL, salesperson TEXT NOT NULL, PRIMARY KEY (customer_id, position))",
+    # Movements pre-summed by (currency, kind, due date, effective date), as known now: the
+    # aging and KPIs of any business date read a few thousand rows instead of every movement
+    # (see projections/aging.py). ``due_date`` is '' for cash and open credits.
+    "CREATE TABLE IF NOT EXISTS ar_aging_grid ("
+    " currency TEXT NOT NULL, kind TEXT NOT NULL, due_date TEXT NOT NULL, effective_date TEXT NOT NULL,"
+    " amount_minor BIGINT NOT NULL, PRIMARY KEY (currency, kind, due_date, effective_date))",
+    # The same summed by effective *month*: an aging as of D reads the months before D's
+    # month here and only D's own month day by day from the grid (a tenth of the rows).
+    "CREATE TABLE IF NOT EXISTS ar_aging_months ("
+    " currency TEXT NOT NULL, kind TEXT NOT NULL, due_date TEXT NOT NULL, effective_month TEXT NOT NULL,"
+    " amount_minor BIGINT NOT NULL, PRIMARY KEY (currency, kind, due_date, effective_month))",
 )
 
+#: Secondary indexes: created after the tables on set-up, and only once a rebuild has
+#: replayed the stream (cheaper than maintaining them row by row).
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ar_installments_customer ON ar_installments (customer_id)",
+    "CREATE INDEX IF NOT EXISTS ar_installments_due ON ar_installments (due_date)",
+    "CREATE INDEX IF NOT EXISTS ar_movements_item ON ar_movements (invoice_number, installment)",
+    "CREATE INDEX IF NOT EXISTS ar_movements_customer ON ar_movements (customer_id)",
+    "CREATE INDEX IF NOT EXISTS ar_disputes_invoice ON ar_disputes (invoice_number)",
+    "CREATE INDEX IF NOT EXISTS ar_aging_grid_day ON ar_aging_grid (effective_date, currency, kind, due_date, amount_minor)",
+)
+
+_CLUSTERED = ("CREATE TABLE IF NOT EXISTS ar_movements", "CREATE TABLE IF NOT EXISTS ar_aging_grid",
+              "CREATE TABLE IF NOT EXISTS ar_aging_months")
+
+# Grid rows are summed per batch in Python and added with one upsert each; a movement
+# against an installment takes its due date from the batch or from ar_installments
+# (never from a range of positions: Kafka workers interleave customers' batches).
+_UPSERT_GRID = (
+    "INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (currency, kind, due_date, effective_date) DO UPDATE SET amount_minor = ar_aging_grid.amount_minor + excluded.amount_minor"
+)
+_UPSERT_MONTHS = (
+    "INSERT INTO ar_aging_months (currency, kind, due_date, effective_month, amount_minor) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (currency, kind, due_date, effective_month) DO UPDATE SET amount_minor = ar_aging_months.amount_minor + excluded.amount_minor"
+)
 _INSERT_MOVEMENT = (
     "INSERT INTO ar_movements (position, seq, recorded_at, customer_id, currency, invoice_number, installment, kind,"
     " effective_date, amount_minor, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -100,16 +139,43 @@ class _Batch:
         self.installments: list[tuple[Any, ...]] = []
         self.disputes: list[tuple[Any, ...]] = []
         self.customers: dict[str, list[Any]] = {}
+        self.customer_versions: list[tuple[Any, ...]] = []
         self.open_deltas: dict[tuple[str, int], int] = defaultdict(int)
+        self.grid: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        self.due_dates: dict[tuple[str, int], str] = {}
+        self.unplaced: list[tuple[str, str, str, int, str, int]] = []  # item movements awaiting their due date
 
-    def move(self, env: Envelope, e: Any, kind: str, day: date, amount: int, document: str,
-             invoice: str | None = None, installment: int | None = None) -> None:
+    def move(self, env: Envelope, e: Any, kind: str, day: date | str, amount: int, document: str,
+             invoice: str | None = None, installment: int | None = None, due: str = "") -> None:
+        # seq numbers the movements of one event, so rows never depend on batch boundaries
+        last = self.movements[-1] if self.movements else None
+        seq = last[1] + 1 if last is not None and last[0] == env.position else 0
+        effective = _day(day)
         self.movements.append((
-            env.position, len(self.movements), _iso(e.recorded_at), e.customer_id, e.currency, invoice, installment,
-            kind, day.isoformat(), amount, document,
+            env.position, seq, _iso(e.recorded_at), e.customer_id, e.currency, invoice, installment,
+            kind, effective, amount, document,
         ))
-        if installment is not None and kind != "invoiced":
+        if installment is None or kind == "invoiced":
+            self.grid[(e.currency, kind, due, effective)] += amount
+        else:
             self.open_deltas[(invoice, installment)] += amount  # type: ignore[index]
+            self.unplaced.append((e.currency, kind, invoice, installment, effective, amount))  # type: ignore[arg-type]
+
+    def place(self, tx: Tx) -> None:
+        """Add the unplaced item movements to the grid under their installment's due date."""
+        missing = sorted({inv for _, _, inv, inst, _, _ in self.unplaced if (inv, inst) not in self.due_dates})
+        for i in range(0, len(missing), 500):
+            chunk = missing[i:i + 500]
+            rows = tx.execute(
+                f"SELECT invoice_number, installment, due_date FROM ar_installments WHERE invoice_number IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            self.due_dates.update(((inv, int(inst)), due) for inv, inst, due in rows)
+        for currency, kind, inv, inst, effective, amount in self.unplaced:
+            self.grid[(currency, kind, self.due_dates[(inv, inst)], effective)] += amount
+
+    def customer_version(self, row: list[Any]) -> None:
+        self.customer_versions.append((row[0], row[8], row[9], row[2], row[4], row[5], row[6]))
 
     def lines(self, env: Envelope, e: Any, kind: str, day: date, sign: int, document: str,
               lines: Sequence[ev.AllocationLine]) -> None:
@@ -117,17 +183,68 @@ class _Batch:
             self.move(env, e, kind, day, sign * line.amount_minor, document, line.invoice_number, line.installment)
 
 
-def _iso(moment: datetime) -> str:
+def _iso(moment: datetime | str) -> str:
+    """``recorded_at`` as stored in the views (``datetime.isoformat``). A light view
+    carries the stored JSON text, where msgspec writes UTC as ``Z``, otherwise alike."""
+    if isinstance(moment, str):
+        return moment[:-1] + "+00:00" if moment[-1] == "Z" else moment
     return moment.isoformat()
+
+
+def _day(day: date | str) -> str:
+    return day if isinstance(day, str) else day.isoformat()
+
+
+# Light views of the busiest events: only the fields used here, dates left as their ISO
+# text (no parsing, no formatting back). The runner decodes these instead of the events.
+class _InstallmentView(msgspec.Struct):
+    number: int
+    due_date: str
+    amount_minor: int
+
+
+class _InvoiceView(msgspec.Struct):
+    recorded_at: str
+    customer_id: str
+    invoice_number: str
+    currency: str
+    issue_date: str
+    installments: list[_InstallmentView]
+
+
+class _PaymentReceivedView(msgspec.Struct):
+    recorded_at: str
+    customer_id: str
+    payment_id: str
+    currency: str
+    amount_minor: int
+    value_date: str
+
+
+class _PaymentAllocatedView(msgspec.Struct):
+    recorded_at: str
+    customer_id: str
+    payment_id: str
+    invoice_number: str
+    installment: int
+    currency: str
+    amount_minor: int
+    value_date: str
+
+
+_VIEWS: dict[type, type] = {
+    ev.InvoiceIssued: _InvoiceView, ev.PaymentReceived: _PaymentReceivedView, ev.PaymentAllocated: _PaymentAllocatedView,
+}
 
 
 def _invoice(b: _Batch, env: Envelope, e: ev.InvoiceIssued) -> None:
     for inst in e.installments:
         b.installments.append((
-            e.invoice_number, inst.number, e.customer_id, e.currency, e.issue_date.isoformat(), inst.due_date.isoformat(),
+            e.invoice_number, inst.number, e.customer_id, e.currency, _day(e.issue_date), _day(inst.due_date),
             inst.amount_minor, inst.amount_minor, env.position, _iso(e.recorded_at),
         ))
-        b.move(env, e, "invoiced", e.issue_date, inst.amount_minor, e.invoice_number, e.invoice_number, inst.number)
+        due = b.due_dates[(e.invoice_number, inst.number)] = _day(inst.due_date)
+        b.move(env, e, "invoiced", e.issue_date, inst.amount_minor, e.invoice_number, e.invoice_number, inst.number, due)
 
 
 def _credit_note(b: _Batch, env: Envelope, e: ev.CreditNoteIssued) -> None:
@@ -172,8 +289,9 @@ def _dispute_resolved(b: _Batch, env: Envelope, e: ev.InvoiceDisputeResolved) ->
 
 
 def _registered(b: _Batch, env: Envelope, e: ev.CustomerRegistered) -> None:
-    b.customers[e.customer_id] = [e.customer_id, e.name, e.currency, e.payment_terms_days, e.region, e.industry,
-                                  e.salesperson, e.country, env.position, _iso(e.recorded_at)]
+    row = b.customers[e.customer_id] = [e.customer_id, e.name, e.currency, e.payment_terms_days, e.region, e.industry,
+                                        e.salesperson, e.country, env.position, _iso(e.recorded_at)]
+    b.customer_version(row)
 
 
 _CUSTOMER_COLUMNS = {"name": 1, "region": 4, "industry": 5, "salesperson": 6, "country": 7}
@@ -197,6 +315,7 @@ def _customer_changed(tx: Tx, b: _Batch, env: Envelope, e: ev.CustomerUpdated | 
             if value is not None:
                 row[index] = value
     row[8], row[9] = env.position, _iso(e.recorded_at)
+    b.customer_version(row)
 
 
 _HANDLERS = {
@@ -211,17 +330,22 @@ _HANDLERS = {
     ev.InvoiceDisputeResolved: _dispute_resolved,
     ev.CustomerRegistered: _registered,
 }
+_HANDLERS.update({view: _HANDLERS[cls] for cls, view in _VIEWS.items()})
 
 
 class ArItemsProjection(Projection):
     name = "ar_items"
-    version = 1
+    version = 2
     #: Rows depend only on each customer's own public events, in order: Kafka workers may build it.
     per_customer = True
     event_types = (*_HANDLERS, ev.CustomerUpdated, ev.PaymentTermsSet)
+    indexes = _INDEXES
+    decode_as = _VIEWS
 
     def create(self, tx: Tx) -> None:
         for ddl in _DDL:
+            if tx.db.dialect == "sqlite" and ddl.startswith(_CLUSTERED):
+                ddl += " WITHOUT ROWID"  # rows stored in key order: appends and range scans read no second b-tree
             tx.execute(ddl)
 
     def drop(self, tx: Tx) -> None:
@@ -241,6 +365,10 @@ class ArItemsProjection(Projection):
         tx.executemany(_INSERT_INSTALLMENT, rows.installments)
         tx.executemany(_INSERT_MOVEMENT, rows.movements)
         tx.executemany(
+            "INSERT INTO ar_customer_versions (customer_id, position, recorded_at, currency, region, industry, salesperson)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows.customer_versions,
+        )
+        tx.executemany(
             "INSERT INTO ar_disputes (position, recorded_at, customer_id, invoice_number, kind, effective_date, amount_minor,"
             " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.disputes,
         )
@@ -248,6 +376,12 @@ class ArItemsProjection(Projection):
             "UPDATE ar_installments SET open_minor = open_minor + ? WHERE invoice_number = ? AND installment = ?",
             [(delta, inv, inst) for (inv, inst), delta in rows.open_deltas.items() if delta],
         )
+        rows.place(tx)
+        months: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        for (currency, kind, due, effective), amount in rows.grid.items():
+            months[(currency, kind, due, effective[:7])] += amount
+        tx.executemany(_UPSERT_GRID, [(*key, amount) for key, amount in rows.grid.items()])
+        tx.executemany(_UPSERT_MONTHS, [(*key, amount) for key, amount in months.items()])
 
 
 # ---- queries shared by the reports ------------------------------------------------------

@@ -60,6 +60,10 @@ class ViewDatabase:
             self.conn: Any = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
+            # views are rebuilt in big batches: a larger page cache (64 MB) keeps the
+            # b-trees being filled in memory (temporary sort files stay on disk, so
+            # building an index over millions of rows does not grow the process)
+            self.conn.execute("PRAGMA cache_size=-65536")
         else:
             import psycopg
 
@@ -87,6 +91,21 @@ class ViewDatabase:
         else:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 yield Tx(self, cur)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read-only: every query inside sees the same committed state (a report's rows
+        and the stream position it states must come from one snapshot)."""
+        if self.dialect == "sqlite":
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
+        else:
+            with self.conn.transaction():
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read outside an explicit transaction (each statement sees committed data)."""

@@ -97,6 +97,8 @@ class KafkaProjectionWorker:
             tx.execute(OFFSETS_DDL)
             for projection in self.projections:
                 projection.create(tx)
+                for ddl in projection.indexes:  # secondary indexes (the store runner builds them after a rebuild)
+                    tx.execute(ddl)
 
     # ---- partitions ------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ MODULES: tuple[str, ...] = (
     "services.cli.relay",
     "services.cli.keys",
     "services.cli.serve",
+    "services.cli.reports",
 )
 
 EXIT_RULE = 2

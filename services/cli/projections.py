@@ -22,7 +22,7 @@ def make_runner(args: argparse.Namespace, names: list[str] | None = None):
     app = app_from(args)
     db = ViewDatabase(app.settings.resolved_database_url)
     projections = [p for p in all_projections() if not names or p.name in names]
-    runner = ProjectionRunner(app.store, db, projections)
+    runner = ProjectionRunner(app.store, db, projections, **({"batch_size": args.batch_size} if getattr(args, "batch_size", None) else {}))
     runner.setup()
     return app, db, runner
 
@@ -121,6 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="follow the stream and keep every view up to date (worker)")
     run.add_argument("--once", action="store_true", help="catch up to the head of the stream and exit")
     run.add_argument("--poll-interval", type=float, default=0.2)
+    run.add_argument("--batch-size", type=int, help="events read per transaction (default: the runner's)")
     run.add_argument("--projection", action="append", metavar="NAME", help="run only this projection (repeat for more; default all)")
     run.add_argument("--from-kafka", action="store_true", help="consume the relay's events topic as a consumer group instead of reading the store")
     run.add_argument("--group", default="arledger-projections", help="consumer group of --from-kafka workers (default arledger-projections)")
