@@ -44,6 +44,7 @@ ROUTERS: tuple[str, ...] = (
     "services.api.collections:customers",
     "services.api.collections:router",
     "services.api.risk:router",
+    "services.api.reports:router",
     "services.api.audit:router",
     "services.api.clock:router",
     "services.api.keys:router",

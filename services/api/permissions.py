@@ -73,6 +73,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # risk profiles
     "getCustomerRisk": READERS,
     "listCustomerRisk": READERS,
+    # receivables reports
+    "getAging": READERS,
+    "getKpis": READERS,
     # audit: the export is the auditor's; verification also the admin's (operations)
     "listAuditEvents": frozenset({"auditor"}),
     "exportAuditEvents": frozenset({"auditor"}),

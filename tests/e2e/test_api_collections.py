@@ -136,3 +136,23 @@ def test_reports_answer_the_cli_json(api):
     assert risk.content + b"\n" == cli(api, "risk", "ACME", "--as-of", "2026-03-10", "--at-position", str(risk.json()["position"]), "--json")
     statement = api.call("GET", f"{ACME}/statement?date=2026-03-10", "auditor").json()
     assert statement == json.loads(cli(api, "statement", "ACME", "--date", "2026-03-10", "--json"))
+
+
+def test_aging_and_kpis_answer_the_cli_json(api):
+    _ledger(api)
+    aging = api.call("GET", "/v1/aging?as_of=2026-03-10&by=customer", "collector")
+    assert aging.status_code == 200, aging.text
+    body = aging.json()
+    assert (body["currency"], body["total_minor"], body["by_customer"][0]["customer_id"]) == ("EUR", 5000, "ACME")
+    at = str(body["position"])
+    assert aging.content + b"\n" == cli(api, "aging", "--as-of", "2026-03-10", "--by", "customer", "--at-position", at, "--json")
+    kpis = api.call("GET", "/v1/kpis?from=2026-01-01&to=2026-03-31", "auditor")
+    assert kpis.status_code == 200, kpis.text
+    assert kpis.content + b"\n" == cli(api, "kpi", "--from", "2026-01-01", "--to", "2026-03-31", "--at-position", at, "--json")
+    quarter = api.call("GET", "/v1/kpis?period=quarter&year=2026&number=1", "finance")
+    assert quarter.content == kpis.content
+    backwards = api.call("GET", "/v1/kpis?from=2026-03-31&to=2026-01-01", "auditor")
+    assert (backwards.status_code, backwards.json()["field"], backwards.json()["rule"]) == (422, "to", "not_before_from")
+    assert api.call("GET", "/v1/kpis", "auditor").json()["field"] == "from"
+    assert api.call("GET", "/v1/aging?buckets=a,b", "auditor").json()["field"] == "buckets"
+    assert api.call("GET", "/v1/aging", "admin").status_code == 403
