@@ -126,8 +126,8 @@ def parse_allocations(text: str, currency: str) -> Any:
 def parse_row(spec: Spec, raw: dict[str, str], line: int) -> ParsedRow:
     """One row (column -> non-empty cell) -> a :class:`ParsedRow`; raises RuleViolation
     whose field is a column."""
-    row = ParsedRow(line=line, command=None, amount_column="amount_minor" if "amount_minor" in raw and "amount" not in raw else "amount")
-    extras: dict[str, Any] = {}
+    amount_column = "amount_minor" if "amount_minor" in raw and "amount" not in raw else "amount"
+    allocations = None
     currency = raw.get("currency", "")
     try:
         if spec.has_amount:
@@ -137,12 +137,11 @@ def parse_row(spec: Spec, raw: dict[str, str], line: int) -> ParsedRow:
         if "installments" in raw:
             raw["installments"] = parse_installments(raw["installments"], currency)
         if spec.kind == "payments":
-            extras["allocations"] = parse_allocations(raw.pop("allocations", ""), currency)
-        row.command = convert(raw, spec.command)
+            allocations = parse_allocations(raw.pop("allocations", ""), currency)
+        command = convert(raw, spec.command)
     except RuleViolation as exc:
-        raise RuleViolation(column_of(exc.field, row.amount_column), exc.rule, exc.message) from None
-    row.allocations = extras.get("allocations")
-    return row
+        raise RuleViolation(column_of(exc.field, amount_column), exc.rule, exc.message) from None
+    return ParsedRow(line, command, amount_column, allocations)
 
 
 def read_file(kind: str, path: Path) -> ParsedFile:
@@ -169,7 +168,7 @@ def _read_rows(spec: Spec, reader: Any, parsed: ParsedFile) -> None:
     line = reader.line_num
     for cells in reader:
         start, line = line + 1, reader.line_num
-        if not any(cell.strip() for cell in cells):
+        if not "".join(cells).strip():  # a blank line (every cell empty or spaces)
             continue
         parsed.total_rows += 1
         if len(cells) != len(header):

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from services.persistence import LedgerStore, MsgspecMapper
+from services.persistence import LedgerStore, MsgspecMapper, encode_event, topic_of
 
 T = TypeVar("T")
 BATCH = 20_000
@@ -63,10 +63,10 @@ def write_events(store: LedgerStore, events: Sequence[Any], *, on_batch: Callabl
     Raises :class:`eventsourcing.persistence.IntegrityError` if any (originator_id,
     originator_version) is already taken (a concurrent writer); nothing is then recorded.
     """
-    to_row = _row_maker(store)
     if store.is_postgres:
-        _copy_postgres(store, events, to_row, on_batch, batch_size)
+        _copy_postgres(store, events, _row_maker(store), on_batch, batch_size)
         return
+    rows_of = _sqlite_rows(store)
     recorder = store.recorder
     with recorder.datastore.transaction(commit=True) as cursor:
         cursor.execute("PRAGMA cache_size")
@@ -75,10 +75,29 @@ def write_events(store: LedgerStore, events: Sequence[Any], *, on_batch: Callabl
         cursor.execute(f"PRAGMA cache_size = {-SQLITE_IMPORT_CACHE_KIB}")
         try:
             for chunk in batches(events, batch_size):
-                cursor.executemany(recorder.insert_events_statement, [(r[0].hex, r[1], r[2], r[3]) for r in map(to_row, chunk)])
+                cursor.executemany(recorder.insert_events_statement, rows_of(chunk))
                 on_batch(len(chunk))
         finally:
             cursor.execute(f"PRAGMA cache_size = {int(cache_size)}")
+
+
+def _sqlite_rows(store: LedgerStore) -> Callable[[Sequence[Any]], list[tuple[Any, ...]]]:
+    """Events -> the SQLite recorder's rows (originator_id as hex text). With the plain
+    msgspec mapper (no compression, no cipher) one comprehension does it all: the same
+    bytes as :meth:`MsgspecMapper.encode_state`, without two calls per event."""
+    mapper = store.mapper
+    if not isinstance(mapper, MsgspecMapper) or mapper.compressor or mapper.cipher:
+        to_row = _row_maker(store)
+        return lambda chunk: [(r[0].hex, r[1], r[2], r[3]) for r in map(to_row, chunk)]
+
+    def rows(chunk: Sequence[Any]) -> list[tuple[Any, ...]]:
+        topics = {cls: topic_of(cls) for cls in set(map(type, chunk))}
+        return [(_hex(e.originator_id.int), e.originator_version, topics[type(e)], encode_event(e)) for e in chunk]
+
+    return rows
+
+
+_hex = "%032x".__mod__  # what UUID.hex returns, without the property call
 
 
 def _row_maker(store: LedgerStore) -> Callable[[Any], tuple[Any, ...]]:
