@@ -24,6 +24,7 @@ from services.persistence import LedgerStore, MsgspecMapper, encode_event, topic
 T = TypeVar("T")
 BATCH = 20_000
 SQLITE_IMPORT_CACHE_KIB = 256 * 1024
+_hex = "%032x".__mod__  # what UUID.hex returns, without the property call
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -33,7 +34,7 @@ def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 def existing_originators(store: LedgerStore, ids: Iterable[UUID]) -> set[UUID]:
     """Which of ``ids`` already have a first event in the store (one query per 500 ids)."""
-    wanted = list(dict.fromkeys(ids))
+    wanted = list({u.int: u for u in ids}.values())  # distinct, in order; an int hashes in C, a UUID in Python
     if not wanted:
         return set()
     recorder = store.recorder
@@ -52,7 +53,7 @@ def existing_originators(store: LedgerStore, ids: Iterable[UUID]) -> set[UUID]:
         for chunk in batches(wanted, 500):
             marks = ",".join("?" * len(chunk))
             cursor.execute(f"SELECT originator_id FROM {recorder.events_table_name} WHERE originator_version = 1 AND originator_id IN ({marks})",
-                           [u.hex for u in chunk])
+                           [_hex(u.int) for u in chunk])
             found.update(UUID(row[0]) for row in cursor.fetchall())
     return found
 
@@ -95,9 +96,6 @@ def _sqlite_rows(store: LedgerStore) -> Callable[[Sequence[Any]], list[tuple[Any
         return [(_hex(e.originator_id.int), e.originator_version, topics[type(e)], encode_event(e)) for e in chunk]
 
     return rows
-
-
-_hex = "%032x".__mod__  # what UUID.hex returns, without the property call
 
 
 def _row_maker(store: LedgerStore) -> Callable[[Any], tuple[Any, ...]]:
