@@ -65,9 +65,9 @@ def write_events(store: LedgerStore, events: Sequence[Any], *, on_batch: Callabl
     originator_version) is already taken (a concurrent writer); nothing is then recorded.
     """
     if store.is_postgres:
-        _copy_postgres(store, events, _row_maker(store), on_batch, batch_size)
+        _copy_postgres(store, events, _rows_maker(store, hex_ids=False), on_batch, batch_size)
         return
-    rows_of = _sqlite_rows(store)
+    rows_of = _rows_maker(store, hex_ids=True)
     recorder = store.recorder
     with recorder.datastore.transaction(commit=True) as cursor:
         cursor.execute("PRAGMA cache_size")
@@ -82,25 +82,29 @@ def write_events(store: LedgerStore, events: Sequence[Any], *, on_batch: Callabl
             cursor.execute(f"PRAGMA cache_size = {int(cache_size)}")
 
 
-def _sqlite_rows(store: LedgerStore) -> Callable[[Sequence[Any]], list[tuple[Any, ...]]]:
-    """Events -> the SQLite recorder's rows (originator_id as hex text). With the plain
-    msgspec mapper (no compression, no cipher) one comprehension does it all: the same
-    bytes as :meth:`MsgspecMapper.encode_state`, without two calls per event."""
+def _rows_maker(store: LedgerStore, *, hex_ids: bool) -> Callable[[Sequence[Any]], list[tuple[Any, ...]]]:
+    """Events -> the recorder's rows (originator_id, version, topic, state); SQLite keeps
+    the originator id as hex text. With the plain msgspec mapper (no compression, no
+    cipher) one comprehension does it all: the same bytes as
+    :meth:`MsgspecMapper.encode_state`, without two calls per event."""
     mapper = store.mapper
     if not isinstance(mapper, MsgspecMapper) or mapper.compressor or mapper.cipher:
-        to_row = _row_maker(store)
-        return lambda chunk: [(r[0].hex, r[1], r[2], r[3]) for r in map(to_row, chunk)]
+        to_row = _row_maker(mapper)
+        if hex_ids:
+            return lambda chunk: [(r[0].hex, r[1], r[2], r[3]) for r in map(to_row, chunk)]
+        return lambda chunk: list(map(to_row, chunk))
 
     def rows(chunk: Sequence[Any]) -> list[tuple[Any, ...]]:
         topics = {cls: topic_of(cls) for cls in set(map(type, chunk))}
-        return [(_hex(e.originator_id.int), e.originator_version, topics[type(e)], encode_event(e)) for e in chunk]
+        if hex_ids:
+            return [(_hex(e.originator_id.int), e.originator_version, topics[type(e)], encode_event(e)) for e in chunk]
+        return [(e.originator_id, e.originator_version, topics[type(e)], encode_event(e)) for e in chunk]
 
     return rows
 
 
-def _row_maker(store: LedgerStore) -> Callable[[Any], tuple[Any, ...]]:
+def _row_maker(mapper: Any) -> Callable[[Any], tuple[Any, ...]]:
     """The store's mapper turns an event into (originator_id, version, topic, state)."""
-    mapper = store.mapper
     if isinstance(mapper, MsgspecMapper):
         return mapper.to_row
 
@@ -111,7 +115,7 @@ def _row_maker(store: LedgerStore) -> Callable[[Any], tuple[Any, ...]]:
     return to_row
 
 
-def _copy_postgres(store: LedgerStore, events: Sequence[Any], to_row: Callable[[Any], tuple[Any, ...]], on_batch: Callable[[int], None], batch_size: int) -> None:
+def _copy_postgres(store: LedgerStore, events: Sequence[Any], rows_of: Callable[[Sequence[Any]], list[tuple[Any, ...]]], on_batch: Callable[[int], None], batch_size: int) -> None:
     import psycopg
     from psycopg import sql
 
@@ -127,8 +131,9 @@ def _copy_postgres(store: LedgerStore, events: Sequence[Any], to_row: Callable[[
             with curs.copy(copy_sql) as copy:
                 copy.set_types(["uuid", "int8", "text", "bytea"])
                 for chunk in batches(events, batch_size):
-                    for row in map(to_row, chunk):
-                        copy.write_row(row)
+                    write_row = copy.write_row
+                    for row in rows_of(chunk):
+                        write_row(row)
                     on_batch(len(chunk))
     except psycopg.errors.IntegrityError as exc:
         raise IntegrityError(exc) from exc

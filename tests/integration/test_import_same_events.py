@@ -5,15 +5,19 @@ times that belong to the request (correlation and causation ids)."""
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from datetime import date
 
 import msgspec
 
 from domain import commands as c
+from domain.account import CommandContext, CustomerAccount
 from services.bootstrap import bootstrap
 from services.importer import run_import
-from services.persistence import decode_event
+from services.importer.store_io import write_events
+from services.ledger import decide
+from services.persistence import LedgerStore, decode_event
 from services.settings import Settings
 
 CUSTOMERS = """customer_id,name,currency,payment_terms_days,region,industry,salesperson,country,email
@@ -88,3 +92,21 @@ def test_import_stores_the_same_events_as_the_same_commands(app, clock, tmp_path
         reference.close()
     assert stored_streams(app.store) == expected
     assert sum(len(s) for s in expected.values()) == report.events
+
+
+def test_bulk_write_honours_a_compressing_mapper(database_url, clock):
+    """The one-comprehension row encoding is for the plain msgspec mapper; a store with
+    compression (or a cipher) still gets rows from its own mapper, and reads them back."""
+    settings = Settings.from_env({}, database_url=database_url)
+    store = LedgerStore(settings, env={"COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor"})
+    try:
+        assert store.mapper.compressor is not None
+        ctx = CommandContext(actor="t", recorded_at=clock(), correlation_id=uuid.uuid4(), causation_id=uuid.uuid4())
+        account = CustomerAccount.register(ctx, **msgspec.structs.asdict(COMMANDS[0]))
+        decide(account, ctx, COMMANDS[2])
+        events = account.collect_events()
+        write_events(store, events)
+        stored = [store.mapper.to_domain_event(n) for n in store.recorder.select_notifications(start=None, limit=100)]
+        assert stored == events and len(events) == 2
+    finally:
+        store.close()
