@@ -39,7 +39,7 @@ def uuid5(namespace: UUID, name: str) -> UUID:
 def _uuid5(namespace_bytes: bytes, name: str) -> UUID:
     # CPython's own sha1 is ~25% cheaper than OpenSSL's for these short inputs.
     uid = _new(UUID)
-    _set(uid, "int", (_from_bytes(sha1(namespace_bytes + name.encode()).digest()[:16]) & _CLEAR) | _SET)
+    _set(uid, "int", (_from_bytes(sha1(namespace_bytes + name.encode()).digest()) >> 32 & _CLEAR) | _SET)  # first 16 of 20 bytes
     _set(uid, "is_safe", _UNKNOWN)
     return uid
 

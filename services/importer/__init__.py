@@ -23,7 +23,6 @@ from pathlib import Path
 from eventsourcing.persistence import IntegrityError
 
 from domain.account import take_snapshot
-from domain.registry import ReferenceClaimed
 from services.importer.plan import ORDER, ImportPlan, build_plan
 from services.importer.rows import RowError, read_file
 from services.importer.store_io import forget_cached, write_events
@@ -92,7 +91,7 @@ def run_import(
                               files={kind: str(p) for kind, p in paths.items()})
         if plan.ok:
             report.events = len(plan.events)
-            report.reference_claims = sum(1 for e in plan.events if isinstance(e, ReferenceClaimed))
+            report.reference_claims = plan.reference_claims
             if not dry_run:
                 write_started, write_cpu_started = time.perf_counter(), time.process_time()
                 _write(store, plan, progress)

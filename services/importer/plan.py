@@ -47,6 +47,7 @@ class ImportPlan:
     start_versions: dict[str, int] = field(default_factory=dict)  # version before the import
     errors: list[RowError] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
+    reference_claims: int = 0  # of ``events``, the ReferenceClaimed ones
 
     @property
     def ok(self) -> bool:
@@ -127,6 +128,7 @@ class _Planner:
             account.collect_events()  # a half-applied row (payment received, allocation refused) is dropped
             raise
         self.claimed.add(key)
+        self.plan.reference_claims += 1
         self.plan.events += account.collect_events()
         self.plan.events.append(claim(registry, getattr(cmd, attr), cmd.customer_id, rid=rid, **self.ctx_fields))
 
