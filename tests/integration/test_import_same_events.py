@@ -19,20 +19,14 @@ from services.importer.store_io import write_events
 from services.ledger import decide
 from services.persistence import LedgerStore, decode_event
 from services.settings import Settings
+from tests.integration.test_import import CREDIT_NOTES, CUSTOMERS
 
-CUSTOMERS = """customer_id,name,currency,payment_terms_days,region,industry,salesperson,country,email
-ACME,Acme GmbH,EUR,30,DACH,manufacturing,anna,DE,ap@acme.example
-NIPPON,Nippon KK,JPY,45,APAC,retail,ken,JP,
-"""
+# Wider than test_import's: every optional invoice column, and an auto allocation spread over two invoices.
 INVOICES = """customer_id,invoice_number,currency,amount,issue_date,due_date,installments,description,sales_order_id
 ACME,INV-1,EUR,55.94,2026-01-15,2026-02-14,,first,SO-1
 ACME,INV-2,EUR,900.00,2026-01-15,,2026-02-15:300.00|2026-03-15:600.00,,
 NIPPON,JP-1,JPY,12000,2026-01-10,,,,
 NIPPON,JP-2,JPY,3000,2026-01-11,,,,
-"""
-CREDIT_NOTES = """customer_id,credit_note_number,currency,amount,issue_date,invoice_number,reason
-ACME,CN-1,EUR,5.00,2026-01-20,INV-2,price
-ACME,CN-2,EUR,7.50,2026-01-20,,goodwill
 """
 PAYMENTS = """customer_id,payment_id,currency,amount,value_date,method,reference,allocations
 ACME,PAY-1,EUR,100.00,2026-02-01,transfer,x,INV-1:55.94|INV-2:10.00
