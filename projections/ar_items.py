@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+from domain import collections_events as ce
 from domain import events as ev
 from projections.db import Tx, ViewDatabase
 from projections.runner import Envelope, Projection
@@ -48,7 +49,7 @@ from projections.runner import Envelope, Projection
 ITEM_KINDS = ("invoiced", "credited", "allocated", "unallocated", "written_off")
 CASH_KINDS = ("cash_received", "cash_allocated", "cash_reversed")
 
-_TABLES = ("ar_customers", "ar_installments", "ar_movements", "ar_disputes")
+_TABLES = ("ar_customers", "ar_installments", "ar_movements", "ar_disputes", "ar_promises")
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS ar_customers ("
@@ -72,6 +73,11 @@ _DDL = (
     " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, customer_id TEXT NOT NULL, invoice_number TEXT NOT NULL,"
     " kind TEXT NOT NULL, effective_date TEXT NOT NULL, amount_minor BIGINT, reason TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS ar_disputes_invoice ON ar_disputes (invoice_number)",
+    # verdicts on promises to pay (the clock's facts): the risk profile counts them at its cut
+    "CREATE TABLE IF NOT EXISTS ar_promises ("
+    " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, customer_id TEXT NOT NULL, promise_id TEXT NOT NULL,"
+    " kind TEXT NOT NULL, effective_date TEXT NOT NULL, promised_minor BIGINT NOT NULL, paid_minor BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ar_promises_customer ON ar_promises (customer_id)",
 )
 
 _INSERT_MOVEMENT = (
@@ -99,6 +105,7 @@ class _Batch:
         self.movements: list[tuple[Any, ...]] = []
         self.installments: list[tuple[Any, ...]] = []
         self.disputes: list[tuple[Any, ...]] = []
+        self.promises: list[tuple[Any, ...]] = []
         self.customers: dict[str, list[Any]] = {}
         self.open_deltas: dict[tuple[str, int], int] = defaultdict(int)
 
@@ -171,6 +178,12 @@ def _dispute_resolved(b: _Batch, env: Envelope, e: ev.InvoiceDisputeResolved) ->
                        e.resolved_on.isoformat(), None, e.resolution))
 
 
+def _promise_verdict(b: _Batch, env: Envelope, e: ce.PromiseToPayKept | ce.PromiseToPayBroken) -> None:
+    kind = "kept" if isinstance(e, ce.PromiseToPayKept) else "broken"
+    b.promises.append((env.position, _iso(e.recorded_at), e.customer_id, e.promise_id, kind, e.business_date.isoformat(),
+                       e.promised_minor, e.paid_minor))
+
+
 def _registered(b: _Batch, env: Envelope, e: ev.CustomerRegistered) -> None:
     b.customers[e.customer_id] = [e.customer_id, e.name, e.currency, e.payment_terms_days, e.region, e.industry,
                                   e.salesperson, e.country, env.position, _iso(e.recorded_at)]
@@ -210,12 +223,14 @@ _HANDLERS = {
     ev.InvoiceDisputed: _disputed,
     ev.InvoiceDisputeResolved: _dispute_resolved,
     ev.CustomerRegistered: _registered,
+    ce.PromiseToPayKept: _promise_verdict,
+    ce.PromiseToPayBroken: _promise_verdict,
 }
 
 
 class ArItemsProjection(Projection):
     name = "ar_items"
-    version = 1
+    version = 2  # 2: ar_promises
     #: Rows depend only on each customer's own public events, in order: Kafka workers may build it.
     per_customer = True
     event_types = (*_HANDLERS, ev.CustomerUpdated, ev.PaymentTermsSet)
@@ -243,6 +258,10 @@ class ArItemsProjection(Projection):
         tx.executemany(
             "INSERT INTO ar_disputes (position, recorded_at, customer_id, invoice_number, kind, effective_date, amount_minor,"
             " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.disputes,
+        )
+        tx.executemany(
+            "INSERT INTO ar_promises (position, recorded_at, customer_id, promise_id, kind, effective_date, promised_minor,"
+            " paid_minor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.promises,
         )
         tx.executemany(
             "UPDATE ar_installments SET open_minor = open_minor + ? WHERE invoice_number = ? AND installment = ?",
