@@ -68,14 +68,14 @@ def indicators_of(financial: ce.FinancialIndicators, operating_state: str, behav
     )
 
 
-def behaviour_from_profile(profile: RiskProfile, *, broken_promises: int = 0) -> ce.PaymentBehaviour:
+def behaviour_from_profile(profile: RiskProfile, *, broken_promises: int | None = None) -> ce.PaymentBehaviour:
     """The payment-behaviour inputs of an assessment, read off a customer's risk profile
-    (broken promises come from collections, which the profile does not see)."""
+    (broken promises: the profile's count of collections' verdicts, unless given)."""
     oldest = profile.oldest_overdue
     return ce.PaymentBehaviour(
         average_days_late=profile.payment.average_days_late or Decimal(0),
         share_paid_late=profile.payment.share_invoices_late or Decimal(0),
-        broken_promises=broken_promises,
+        broken_promises=profile.promises.broken if broken_promises is None else broken_promises,
         disputes=profile.open_disputes_count,
         overdue_minor=profile.overdue_minor,
         overdue_days=oldest.days_past_due if oldest is not None else 0,

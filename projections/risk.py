@@ -132,6 +132,16 @@ def customer_profile(db: ViewDatabase, customer_id: str, cut: Cut, *, open_order
                         trend_months=trend_months)
 
 
+def broken_promise_dates(db: ViewDatabase, as_of: date) -> dict[str, tuple[date, ...]]:
+    """customer_id -> the business dates of its promises to pay broken on or before
+    ``as_of``, as known now (credit management's review signals and warning rule)."""
+    out: dict[str, list[date]] = {}
+    for customer_id, day in db.query("SELECT customer_id, effective_date FROM ar_promises WHERE kind = 'broken'"
+                                     " AND effective_date <= ? ORDER BY customer_id, effective_date", (as_of.isoformat(),)):
+        out.setdefault(customer_id, []).append(_D(day))
+    return {customer_id: tuple(days) for customer_id, days in out.items()}
+
+
 @contextmanager
 def _stream(db: ViewDatabase, sql: str, params: Sequence[Any], name: str) -> Iterator[Iterator[tuple[Any, ...]]]:
     """Rows of a large query without holding them all: a server-side cursor on PostgreSQL
