@@ -441,7 +441,9 @@ def _warning_cleared(s: AccountState, e: ce.EarlyWarningCleared) -> None:
 
 
 def register_signal(event_type: type[ev.Event], kind: str, day_of: Any) -> None:
-    """Let another context's event (collections' PromiseToPayBroken) bring a review forward."""
+    """Let another context's event *on the account* bring a review forward. (Collections'
+    PromiseToPayBroken is a fact of its own, outside the account: the review sweep reads
+    the broken promises from the ``ar_items`` view instead, see ``ReviewCredit``.)"""
     chain_applier(event_type, lambda s, e: s.credit.signals.append(Signal(kind=kind, on=day_of(e))))
 
 

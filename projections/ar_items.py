@@ -32,6 +32,10 @@ recovered       info   money recovered after write-off; does not reopen the invo
 
 Item rows are those with ``installment IS NOT NULL``; they always reconcile:
 open = invoiced - credited - allocated - written off (+ reversals).
+
+Besides the money, ``ar_disputes`` (disputes and resolutions) and ``ar_promises`` (the
+clock's verdicts on promises to pay, kept or broken, dated by their business date) carry
+the same position and recorded time, so the risk profile cuts them like the movements.
 """
 
 from __future__ import annotations
