@@ -219,10 +219,10 @@ class CreditService:
 
     # ---- commands --------------------------------------------------------------------------
 
-    def execute(self, command: cmd.Command, *, actor: str, idempotency_key: str | None = None) -> CommandResult:
+    def execute(self, command: cmd.Command, *, actor: str, correlation_id: uuid.UUID | None = None, idempotency_key: str | None = None) -> CommandResult:
         token = _POLICY.set(self.active_policy())
         try:
-            return self.ledger.execute(command, actor=actor, idempotency_key=idempotency_key)
+            return self.ledger.execute(command, actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key)
         finally:
             _POLICY.reset(token)
 

@@ -27,12 +27,17 @@ _RULES: tuple[tuple[str, str], ...] = (
 )
 
 
+def rule_for(message: str) -> str:
+    """The rule a msgspec validation message describes (``range``, ``type``, ...)."""
+    return next((name for pattern, name in _RULES if re.search(pattern, message, re.IGNORECASE)), "schema")
+
+
 def validation_to_rule(exc: msgspec.ValidationError | msgspec.DecodeError) -> RuleViolation:
     text = str(exc)
     where = re.search(r"at `\$\.?([^`]*)`", text)
     field = where.group(1) if where else ""
     message = re.sub(r" - at `[^`]*`", "", text)
-    rule = next((name for pattern, name in _RULES if re.search(pattern, message, re.IGNORECASE)), "schema")
+    rule = rule_for(message)
     if rule in ("required", "unknown_field"):
         named = re.search(r"`([^`]+)`", message)
         if named:

@@ -25,6 +25,8 @@ MODULES: tuple[str, ...] = (
     "services.cli.credit",
     "services.cli.importer",
     "services.cli.relay",
+    "services.cli.keys",
+    "services.cli.serve",
 )
 
 EXIT_RULE = 2

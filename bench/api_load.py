@@ -1,0 +1,212 @@
+"""Load test of the HTTP API: invoice-issuing commands/s and latency at a fixed rate.
+
+Starts ``arledger serve`` as a subprocess on a temporary SQLite store, creates a key and
+registers customers, then drives it on loopback from this process with a minimal
+keep-alive HTTP/1.1 client (asyncio streams, so the client costs little CPU next to the
+server on the same machine):
+
+1. throughput: ``--clients`` connections issue invoices back to back for ``--seconds``;
+2. latency: an open-loop schedule of ``--rate`` requests/s (default 300); latency is
+   measured from each request's *scheduled* time, so a stall is not hidden.
+
+    python -m bench.api_load            # full run
+    python -m bench.api_load --quick    # a few seconds
+
+Targets (issue 7): >= 1,000 commands/s on SQLite; p99 < 50 ms at 300 requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+CUSTOMERS = 200
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; requests are sent one at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, key: str) -> None:
+        self.reader, self.writer = reader, writer
+        self.prefix = f"Host: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+
+    @classmethod
+    async def open(cls, host: str, port: int, key: str) -> Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer, f"{host}:{port}", key)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.writer.write(f"POST {path} HTTP/1.1\r\n{self.prefix}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children, from /proc (Linux)."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                total += sum(cpu_seconds(int(child)) for child in f.read().split())
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
+@contextmanager
+def server(log_format: str, data_root: str | None, workers: int = 1) -> Iterator[tuple[int, str, int]]:
+    """A fresh store, a sales key, and `arledger serve` on a free port."""
+    data = tempfile.mkdtemp(prefix="arledger-bench-", dir=data_root)
+    env = {**os.environ, "ARLEDGER_DATA_DIR": data, "ARLEDGER_ENV": "production", "ARLEDGER_LOG_FORMAT": log_format}
+    env.pop("ARLEDGER_DATABASE_URL", None)
+    cli = [sys.executable, "-m", "services.cli"]
+    created = subprocess.run([*cli, "keys", "create", "--role", "sales", "--name", "bench"], env=env, capture_output=True, text=True, check=True)
+    key = json.loads(created.stdout)["key"]
+    port = free_port()
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(workers)], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield port, key, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def invoice(n: int) -> bytes:
+    return json.dumps({
+        "customer_id": f"C{n % CUSTOMERS:04d}", "invoice_number": f"INV-{n:08d}", "currency": "EUR",
+        "amount_minor": 10_000 + n % 977, "issue_date": "2026-01-15",
+    }).encode()
+
+
+async def register_customers(port: int, key: str) -> None:
+    conn = await Connection.open("127.0.0.1", port, key)
+    for i in range(CUSTOMERS):
+        body = json.dumps({"customer_id": f"C{i:04d}", "name": f"Customer {i}", "currency": "EUR"}).encode()
+        status, text = await conn.post("/v1/customers", body)
+        assert status == 201, text
+    conn.close()
+
+
+async def throughput(port: int, key: str, clients: int, seconds: float, start: int) -> tuple[int, int, float]:
+    """(commands recorded, errors, seconds) with `clients` connections back to back."""
+    counter = iter(range(start, 10**9))
+    ok = errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal ok, errors
+        conn = await Connection.open("127.0.0.1", port, key)
+        while time.perf_counter() < stop_at:
+            status, _ = await conn.post("/v1/invoices", invoice(next(counter)))
+            if status == 201:
+                ok += 1
+            else:
+                errors += 1
+        conn.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return ok, errors, time.perf_counter() - began
+
+
+async def fixed_rate(port: int, key: str, rate: float, seconds: float, start: int, pool: int = 64) -> tuple[list[float], int]:
+    """Open-loop: request i is due at t0 + i/rate; latency counts from that moment."""
+    conns: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(pool):
+        conns.put_nowait(await Connection.open("127.0.0.1", port, key))
+    latencies: list[float] = []
+    errors = 0
+    t0 = time.perf_counter() + 0.05
+
+    async def one(i: int, due: float) -> None:
+        nonlocal errors
+        conn = await conns.get()
+        status, _ = await conn.post("/v1/invoices", invoice(start + i))
+        latencies.append(time.perf_counter() - due)
+        errors += status != 201
+        conns.put_nowait(conn)
+
+    tasks = []
+    for i in range(int(rate * seconds)):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    print(f"  fixed-rate phase: {len(tasks):,} requests due over {len(tasks) / rate:.1f} s, all answered after {time.perf_counter() - t0:.1f} s")
+    while not conns.empty():
+        conns.get_nowait().close()
+    return latencies, errors
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(args: argparse.Namespace, port: int, key: str, pid: int) -> None:
+    await register_customers(port, key)
+    await throughput(port, key, args.clients, 1.0, start=0)  # warm-up: caches, connections
+    cpu = cpu_seconds(pid)
+    ok, errors, took = await throughput(port, key, args.clients, args.seconds, start=1_000_000)
+    cpu = cpu_seconds(pid) - cpu
+    print(f"throughput: {ok / took:,.0f} invoice commands/s ({ok:,} recorded in {took:.1f} s, {args.clients} clients, {errors} errors)")
+    print(f"server CPU: {cpu / max(ok, 1) * 1000:.2f} ms per command ({cpu:.1f} s CPU over {took:.1f} s)")
+    latencies, errors = await fixed_rate(port, key, args.rate, args.seconds, start=5_000_000)
+    p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
+    print(f"latency at {args.rate:.0f} requests/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms ({len(latencies):,} requests, {errors} errors)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 s phases instead of 15 s")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--log-format", choices=("json", "console"), default="json", help="server log format (logs go to /dev/null)")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--data-root", help="where the temporary SQLite store lives (default: the system temp dir)")
+    args = parser.parse_args(argv)
+    args.seconds = args.seconds or (3.0 if args.quick else 15.0)
+    print(f"arledger serve --workers {args.workers}, SQLite store in {args.data_root or tempfile.gettempdir()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    with server(args.log_format, args.data_root, args.workers) as (port, key, pid):
+        asyncio.run(run(args, port, key, pid))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""``arledger serve``: the HTTP API under uvicorn.
+
+On the very first start of a development store (no API key at all) it creates one key
+per role and prints them once, so ``make run`` gives a usable API with no manual step.
+In production it only says how to create a key (``arledger keys create``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from services.apikeys import ROLES, KeyStore
+from services.cli.common import settings_from
+from services.settings import Settings
+
+
+def first_start_keys(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, role, secret) of the keys created now; none if any key exists or in production."""
+    keys = KeyStore.open(settings.resolved_database_url)
+    try:
+        if keys.list() or settings.env == "production":
+            return []
+        return [(name, role, secret) for role in ROLES for name, secret in [(f"{role}.local", keys.create(f"{role}.local", role)[1])]]
+    finally:
+        keys.close()
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from services.api import create_app
+    from services.api.app import DOCS_PATH, OPENAPI_PATH
+
+    settings = settings_from(args)
+    created = first_start_keys(settings)
+    base = f"http://{args.host}:{args.port}"
+    if created:
+        print("first start: one API key per role (shown only now; manage them with `arledger keys`):", file=sys.stderr)
+        for name, role, secret in created:
+            print(f"  {role:<15} {name:<22} {secret}", file=sys.stderr)
+        print(f'  e.g. curl -H "Authorization: Bearer {created[0][2]}" {base}/v1/customers', file=sys.stderr)
+    else:
+        print("API keys: `arledger keys list`, `arledger keys create --role ROLE --name NAME`", file=sys.stderr)
+    print(f"serving {base}  docs {base}{DOCS_PATH}  OpenAPI {base}{OPENAPI_PATH}", file=sys.stderr)
+    options = {"host": args.host, "port": args.port, "log_config": None, "access_log": False, "log_level": "warning"}
+    if args.workers > 1:
+        # Worker processes build their app from the environment: pin the store for them.
+        os.environ["ARLEDGER_DATABASE_URL"] = settings.resolved_database_url
+        uvicorn.run("services.api.app:create_app", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (share the store; accounts changed by another worker are reloaded)")
+    parser.set_defaults(handler=_run)
