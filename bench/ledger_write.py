@@ -12,6 +12,9 @@ schema on ARLEDGER_BENCH_POSTGRES_URL, dropped after), in one run:
 (d) the library's best batched save: the same ledger as (b), 100 aggregates
     (~10,000 events) per ``app.save(*aggs)``.
 
+Each path shows wall events/s and events per CPU-second of this process (steadier when
+other work loads the machine; on PostgreSQL it leaves out the server's CPU).
+
     python -m bench.ledger_write            # full size (~350k imported events)
     python -m bench.ledger_write --quick    # small, for a smoke run
 """
@@ -67,10 +70,15 @@ class Result:
     backend: str
     events: int
     seconds: float
+    cpu_seconds: float  # this process only: on PostgreSQL the server's work is not in it
 
     @property
     def events_per_second(self) -> int:
         return round(self.events / self.seconds)
+
+    @property
+    def events_per_cpu_second(self) -> int:
+        return round(self.events / self.cpu_seconds) if self.cpu_seconds else 0
 
 
 # ---- stores ------------------------------------------------------------------------------
@@ -100,9 +108,9 @@ def ledger_app(url: str) -> App:
 
 
 def timed(path: str, backend: str, run: Callable[[], int]) -> Result:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     events = run()
-    return Result(path, backend, events, time.perf_counter() - started)
+    return Result(path, backend, events, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
 # ---- (a) commands ------------------------------------------------------------------------
@@ -143,9 +151,12 @@ IMPORT_WRITE = "(b') of which the write: built events -> store, one transaction"
 def bench_import(backend: str, url: str, csv_paths: dict[str, Path]) -> list[Result]:
     app = ledger_app(url)
     try:
+        cpu_started = time.process_time()
         report = run_import(app.store, csv_paths, actor="bench")
+        cpu = time.process_time() - cpu_started
         assert report.recorded, report.errors[:5]
-        return [Result(IMPORT, backend, report.events, report.seconds), Result(IMPORT_WRITE, backend, report.events, report.write_seconds)]
+        return [Result(IMPORT, backend, report.events, report.seconds, cpu),
+                Result(IMPORT_WRITE, backend, report.events, report.write_seconds, report.write_cpu_seconds)]
     finally:
         app.close()
 
@@ -252,25 +263,27 @@ def report(results: list[Result], console: Console) -> dict[str, object]:
     table.add_column("path")
     for backend in backends:
         table.add_column(f"{backend} events/s", justify="right")
+        table.add_column(f"{backend} events/CPU-s", justify="right")
         table.add_column(f"{backend} events", justify="right")
     by_key = {(r.path, r.backend): r for r in results}
     for path in dict.fromkeys(r.path for r in results):
         cells = []
         for backend in backends:
             r = by_key[path, backend]
-            cells += [f"{r.events_per_second:,}", f"{r.events:,}"]
+            cells += [f"{r.events_per_second:,}", f"{r.events_per_cpu_second:,}", f"{r.events:,}"]
         table.add_row(path, *cells)
     ratios: dict[str, dict[str, float]] = {}
     for backend in backends:
         best = next(r for r in results if r.backend == backend and r.path.startswith("(d)"))
         ratios[backend] = {name: round(by_key[path, backend].events_per_second / best.events_per_second, 2)
                            for name, path in (("import", IMPORT), ("import_write", IMPORT_WRITE))}
-    table.add_row("(b) / (d)", *[cell for b in backends for cell in (f"{ratios[b]['import']}x", "")])
-    table.add_row("(b') / (d)", *[cell for b in backends for cell in (f"{ratios[b]['import_write']}x", "")])
+    table.add_row("(b) / (d)", *[cell for b in backends for cell in (f"{ratios[b]['import']}x", "", "")])
+    table.add_row("(b') / (d)", *[cell for b in backends for cell in (f"{ratios[b]['import_write']}x", "", "")])
     console.print(table)
     return {
         "bench": "ledger_write",
-        "results": [{"path": r.path, "backend": r.backend, "events": r.events, "seconds": round(r.seconds, 3), "events_per_second": r.events_per_second} for r in results],
+        "results": [{"path": r.path, "backend": r.backend, "events": r.events, "seconds": round(r.seconds, 3), "events_per_second": r.events_per_second,
+                     "cpu_seconds": round(r.cpu_seconds, 3), "events_per_cpu_second": r.events_per_cpu_second} for r in results],
         "bulk_over_batched": ratios,
     }
 

@@ -68,14 +68,14 @@ def indicators_of(financial: ce.FinancialIndicators, operating_state: str, behav
     )
 
 
-def behaviour_from_profile(profile: RiskProfile, *, broken_promises: int = 0) -> ce.PaymentBehaviour:
+def behaviour_from_profile(profile: RiskProfile, *, broken_promises: int | None = None) -> ce.PaymentBehaviour:
     """The payment-behaviour inputs of an assessment, read off a customer's risk profile
-    (broken promises come from collections, which the profile does not see)."""
+    (broken promises: the profile's count of collections' verdicts, unless given)."""
     oldest = profile.oldest_overdue
     return ce.PaymentBehaviour(
         average_days_late=profile.payment.average_days_late or Decimal(0),
         share_paid_late=profile.payment.share_invoices_late or Decimal(0),
-        broken_promises=broken_promises,
+        broken_promises=profile.promises.broken if broken_promises is None else broken_promises,
         disputes=profile.open_disputes_count,
         overdue_minor=profile.overdue_minor,
         overdue_days=oldest.days_past_due if oldest is not None else 0,
@@ -441,7 +441,9 @@ def _warning_cleared(s: AccountState, e: ce.EarlyWarningCleared) -> None:
 
 
 def register_signal(event_type: type[ev.Event], kind: str, day_of: Any) -> None:
-    """Let another context's event (collections' PromiseToPayBroken) bring a review forward."""
+    """Let another context's event *on the account* bring a review forward. (Collections'
+    PromiseToPayBroken is a fact of its own, outside the account: the review sweep reads
+    the broken promises from the ``ar_items`` view instead, see ``ReviewCredit``.)"""
     chain_applier(event_type, lambda s, e: s.credit.signals.append(Signal(kind=kind, on=day_of(e))))
 
 

@@ -136,10 +136,13 @@ class ReleaseCreditHold(Command, frozen=True, kw_only=True):
 
 
 class ReviewCredit(Command, frozen=True, kw_only=True):
-    """Sweep step: record CreditReviewDue for the customer if a review is due on ``as_of``."""
+    """Sweep step: record CreditReviewDue for the customer if a review is due on ``as_of``.
+    ``broken_promises_on``: the days the customer broke promises to pay (collections' facts,
+    not on the account; the sweep reads them from the view), each a review signal."""
 
     customer_id: Code
     as_of: date
+    broken_promises_on: tuple[date, ...] = ()
 
 
 class EvaluateEarlyWarnings(Command, frozen=True, kw_only=True):
@@ -149,6 +152,8 @@ class EvaluateEarlyWarnings(Command, frozen=True, kw_only=True):
     customer_id: Code
     as_of: date
     book_ar_minor: NonNegativeMinor = 0
+    #: promises broken within the policy's ``warnings.broken_promises_window_days`` up to ``as_of``
+    broken_promises: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 CREDIT_COMMANDS: tuple[type[Command], ...] = (

@@ -216,7 +216,7 @@ class CreditReviewDue(AccountEvent, frozen=True, kw_only=True):
 
 
 class EarlyWarningRaised(AccountEvent, frozen=True, kw_only=True):
-    rule: str  # exposure_over_limit, ar_above, days_overdue_above, concentration_above, grade_downgrade
+    rule: str  # exposure_over_limit, ar_above, days_overdue_above, concentration_above, grade_downgrade, broken_promise
     threshold: str
     measured: str
     as_of: date

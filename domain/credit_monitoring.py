@@ -6,7 +6,8 @@ crossed) brings the review forward to the signal's date. A customer never assess
 at once. One review is outstanding per assessment cycle: its id (customer, due date,
 trigger) is deterministic, so recording it twice records nothing new.
 
-Early warnings: each rule of the policy is either active (measured value beyond the
+Early warnings (including ``broken_promise``: more promises to pay broken within a window
+than the threshold): each rule of the policy is either active (measured value beyond the
 threshold) or not; the account remembers which are raised, so a sweep raises new ones,
 clears those that went away, and records nothing when nothing changed.
 """
@@ -29,14 +30,18 @@ def bucket_index(days: int, edges: Iterable[int]) -> int:
     return sum(1 for edge in edges if days > edge)
 
 
-def review_due(state: AccountState, policy: CreditPolicy, as_of: date) -> tuple[date, str] | None:
-    """(due date, trigger) of the review due by ``as_of``, or None."""
+def review_due(state: AccountState, policy: CreditPolicy, as_of: date,
+               broken_promises_on: Iterable[date] = ()) -> tuple[date, str] | None:
+    """(due date, trigger) of the review due by ``as_of``, or None. ``broken_promises_on``:
+    days the customer broke promises to pay (collections' facts live outside the account);
+    those after the last assessment are signals."""
     credit = state.credit
     if credit.assessed_on is None:
         return as_of, "never_assessed"
     grade = policy.grade_policy(credit.grade)
     candidates = [(credit.assessed_on + timedelta(days=grade.review_every_days), "periodic")]
     candidates += [(signal.on, signal.kind) for signal in credit.signals]
+    candidates += [(day, "broken_promise") for day in broken_promises_on if credit.assessed_on < day <= as_of]
     days, _ = overdue(state, as_of)
     edges = sorted(policy.reviews.bucket_edges)
     if bucket_index(days, edges) > bucket_index(credit.assessed_overdue_days, edges):
@@ -46,9 +51,10 @@ def review_due(state: AccountState, policy: CreditPolicy, as_of: date) -> tuple[
     return (due_on, trigger) if due_on <= as_of else None
 
 
-def pending_review(state: AccountState, policy: CreditPolicy, as_of: date) -> tuple[str, date, str] | None:
+def pending_review(state: AccountState, policy: CreditPolicy, as_of: date,
+                   broken_promises_on: Iterable[date] = ()) -> tuple[str, date, str] | None:
     """(review id, due date, trigger) of a due review not yet recorded, or None."""
-    due = review_due(state, policy, as_of)
+    due = review_due(state, policy, as_of, broken_promises_on)
     if due is None:
         return None
     due_on, trigger = due
@@ -56,8 +62,9 @@ def pending_review(state: AccountState, policy: CreditPolicy, as_of: date) -> tu
     return None if state.credit.last_review_id == review_id else (review_id, due_on, trigger)
 
 
-def record_review(account: CustomerAccount, ctx: CommandContext, policy: CreditPolicy, as_of: date) -> ce.CreditReviewDue | None:
-    pending = pending_review(account.state, policy, as_of)
+def record_review(account: CustomerAccount, ctx: CommandContext, policy: CreditPolicy, as_of: date,
+                  broken_promises_on: Iterable[date] = ()) -> ce.CreditReviewDue | None:
+    pending = pending_review(account.state, policy, as_of, broken_promises_on)
     if pending is None:
         return None
     review_id, due_on, trigger = pending
@@ -70,8 +77,10 @@ def share_pct(part: int, whole: int) -> Decimal:
     return (Decimal(part) * 100 / Decimal(whole)).quantize(PCT, ROUND_HALF_EVEN) if whole else Decimal(0)
 
 
-def active_warnings(state: AccountState, policy: CreditPolicy, as_of: date, book_ar_minor: int) -> dict[str, tuple[str, str]]:
-    """rule -> (threshold, measured) for every warning rule that fires on ``as_of``."""
+def active_warnings(state: AccountState, policy: CreditPolicy, as_of: date, book_ar_minor: int,
+                    broken_promises: int = 0) -> dict[str, tuple[str, str]]:
+    """rule -> (threshold, measured) for every warning rule that fires on ``as_of``;
+    ``broken_promises``: promises broken within the rule's window (read by the sweep)."""
     rules = policy.warnings
     active: dict[str, tuple[str, str]] = {}
     limit = state.credit.limit_minor
@@ -92,26 +101,29 @@ def active_warnings(state: AccountState, policy: CreditPolicy, as_of: date, book
     grade, previous = state.credit.grade, state.credit.previous_grade
     if rules.grade_downgrade and grade and previous and policy.grade_rank(grade) > policy.grade_rank(previous):
         active["grade_downgrade"] = (previous, grade)
+    if rules.broken_promises_above is not None and broken_promises > rules.broken_promises_above:
+        active["broken_promise"] = (str(rules.broken_promises_above), str(broken_promises))
     return active
 
 
-def needs_update(state: AccountState, policy: CreditPolicy, as_of: date, book_ar_minor: int) -> bool:
+def needs_update(state: AccountState, policy: CreditPolicy, as_of: date, book_ar_minor: int, broken_promises: int = 0) -> bool:
     """Would the warnings sweep record anything for this account (a warning or an
     automatic hold to raise or clear)?"""
-    warnings = set(active_warnings(state, policy, as_of, book_ar_minor))
+    warnings = set(active_warnings(state, policy, as_of, book_ar_minor, broken_promises))
     holds = set(automatic_hold_causes(state, policy, as_of))
     automatic = {cause for cause, hold in state.credit.holds.items() if hold.automatic}
     manual_blocks = holds & (set(state.credit.holds) - automatic)  # a cause held manually is not placed again
     return warnings != set(state.credit.warnings) or (holds - manual_blocks) != automatic
 
 
-def reconcile_warnings(account: CustomerAccount, ctx: CommandContext, policy: CreditPolicy, as_of: date, book_ar_minor: int) -> list[ce.Event]:
-    active = active_warnings(account.state, policy, as_of, book_ar_minor)
+def reconcile_warnings(account: CustomerAccount, ctx: CommandContext, policy: CreditPolicy, as_of: date, book_ar_minor: int,
+                       broken_promises: int = 0) -> list[ce.Event]:
+    active = active_warnings(account.state, policy, as_of, book_ar_minor, broken_promises)
     raised = account.state.credit.warnings
     recorded: list[ce.Event] = []
     for rule, state in sorted(raised.items()):
         if rule not in active:
-            measured = _measured_now(account.state, rule, as_of, book_ar_minor, policy)
+            measured = str(broken_promises) if rule == "broken_promise" else _measured_now(account.state, rule, as_of, book_ar_minor, policy)
             recorded.append(account._record(ctx, ce.EarlyWarningCleared, rule=rule, threshold=state.threshold, measured=measured, as_of=as_of))
     for rule, (threshold, measured) in sorted(active.items()):
         if rule not in raised:

@@ -8,16 +8,12 @@ rounding someone's money is a bug.
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 import iso4217
 
 from domain.errors import RuleViolation
-
-
-_PLAIN_DECIMAL = re.compile(r"(\d{1,30})(?:\.(\d{1,30}))?")
 
 
 @lru_cache(maxsize=None)
@@ -54,12 +50,15 @@ def parse_decimal_amount(text: str, currency: str, field: str = "amount") -> int
     raw = text.strip()
     if not raw:
         raise RuleViolation(field, "required", "an amount is required")
-    plain = _PLAIN_DECIMAL.fullmatch(raw)
-    if plain:  # the usual "1234.50": the same result in integer arithmetic, several times cheaper (bulk import)
-        fraction = (plain.group(2) or "").rstrip("0")
+    # The usual "1234.50": the same result in integer arithmetic, several times cheaper
+    # (bulk import). isdecimal() accepts exactly the digits int() and Decimal() accept.
+    whole, dot, fraction = raw.partition(".")
+    if whole.isdecimal() and len(whole) <= 30 and (not dot or (fraction.isdecimal() and len(fraction) <= 30)):
+        fraction = fraction.rstrip("0")
         if len(fraction) > exponent:
             raise RuleViolation(field, "minor_unit_precision", f"{raw!r} has more than {exponent} decimals for {currency}")
-        return check_positive_amount(int(plain.group(1)) * 10**exponent + int(fraction.ljust(exponent, "0") or 0), field)
+        value = int(whole) * 10**exponent + (int(fraction) * 10 ** (exponent - len(fraction)) if fraction else 0)
+        return value if value > 0 else check_positive_amount(value, field)
     try:
         value = Decimal(raw)
     except InvalidOperation:

@@ -11,47 +11,57 @@ store's (originator_id, version) key and the whole command records nothing.
 from __future__ import annotations
 
 from datetime import datetime
-from hashlib import sha1
 from typing import Any, ClassVar
 from uuid import UUID, SafeUUID
 
 from domain.events import Event
+
+try:
+    from _sha1 import sha1
+except ImportError:  # pragma: no cover - a Python built without its own sha1
+    from hashlib import sha1
 
 NAMESPACE = UUID("6f1c3a52-4d1e-4bb0-9a57-2f0b1f6d8e11")
 
 _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _SET = (5 << 76) | (0x8000 << 48)
 _UNKNOWN = SafeUUID.unknown  # an enum attribute lookup costs as much as the hash
+_NAMESPACE_BYTES = NAMESPACE.bytes
+_new, _set, _from_bytes = object.__new__, object.__setattr__, int.from_bytes
 
 
 def uuid5(namespace: UUID, name: str) -> UUID:
     """Same value as :func:`uuid.uuid5`, about 3x cheaper: it skips ``UUID.__init__``'s
     argument parsing. Every event id is one of these, so bulk imports feel the cost."""
-    value = (int.from_bytes(sha1(namespace.bytes + name.encode()).digest()[:16]) & _CLEAR) | _SET
-    uid = object.__new__(UUID)
-    object.__setattr__(uid, "int", value)
-    object.__setattr__(uid, "is_safe", _UNKNOWN)
+    return _uuid5(namespace.int.to_bytes(16), name)
+
+
+def _uuid5(namespace_bytes: bytes, name: str) -> UUID:
+    # CPython's own sha1 is ~25% cheaper than OpenSSL's for these short inputs.
+    uid = _new(UUID)
+    _set(uid, "int", (_from_bytes(sha1(namespace_bytes + name.encode()).digest()) >> 32 & _CLEAR) | _SET)  # first 16 of 20 bytes
+    _set(uid, "is_safe", _UNKNOWN)
     return uid
 
 
 def account_id(customer_id: str) -> UUID:
     """Aggregate id of a customer account, derived from the customer's external code."""
-    return uuid5(NAMESPACE, f"customer:{customer_id}")
+    return _uuid5(_NAMESPACE_BYTES, f"customer:{customer_id}")
 
 
 def reference_id(kind: str, reference: str) -> UUID:
     """Aggregate id of a claimed document reference (invoice, payment, credit note...)."""
-    return uuid5(NAMESPACE, f"{kind}:{reference}")
+    return _uuid5(_NAMESPACE_BYTES, f"{kind}:{reference}")
 
 
 def idempotency_id(actor: str, key: str) -> UUID:
     """Idempotency keys are scoped to the actor who sent them, as payment APIs do."""
-    return uuid5(NAMESPACE, f"idempotency:{actor}:{key}")
+    return _uuid5(_NAMESPACE_BYTES, f"idempotency:{actor}:{key}")
 
 
 def event_id(originator_id: UUID, originator_version: int) -> UUID:
     """Stable id of a stored event: the same on every read, export and re-send."""
-    return uuid5(originator_id, str(originator_version))
+    return _uuid5(originator_id.int.to_bytes(16), str(originator_version))
 
 
 class ReferenceClaimed(Event, frozen=True, kw_only=True):

@@ -23,6 +23,9 @@ Definitions (README, "Customer risk profile"):
   at least one of them late.
 * **open disputes** at D: invoices whose last dispute event effective by D (ordered by
   business date, then stream position) is a dispute, not a resolution.
+* **promises to pay** at D: verdicts of the customer's promises (``PromiseToPayKept`` /
+  ``PromiseToPayBroken``, recorded by the clock) whose business date is on or before D;
+  the **promise-kept rate** = kept / (kept + broken).
 * **DSO** at D: open AR at D / credit sales (invoices issued in the 90 days ending on D,
   ``[D-89, D]``) x 90; ``None`` when there were no sales in the window.
 * **trend**: the same figures at the end of each of the last months (the current month
@@ -77,6 +80,16 @@ class DisputeRow(NamedTuple):
     reason: str
 
 
+class PromiseRow(NamedTuple):
+    """The verdict on one promise to pay (the clock's fact), dated by its business date."""
+
+    promise_id: str
+    kind: str  # "kept" | "broken"
+    effective_date: date
+    promised_minor: int
+    paid_minor: int
+
+
 # ---- outputs -------------------------------------------------------------------------------
 
 
@@ -126,6 +139,15 @@ class Dso(msgspec.Struct, frozen=True, kw_only=True):
     dso: Decimal | None
 
 
+class PromiseRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """Promises to pay decided by D (collections): the broken count is a scoring input."""
+
+    kept: int = 0
+    broken: int = 0
+    kept_rate: Decimal | None = None  # kept / (kept + broken); None before any verdict
+    last_broken_on: date | None = None
+
+
 class TrendPoint(msgspec.Struct, frozen=True, kw_only=True):
     period: str  # YYYY-MM
     as_of: date
@@ -152,6 +174,7 @@ class RiskProfile(msgspec.Struct, frozen=True, kw_only=True):
     open_disputes_count: int
     dso: Dso
     trend: list[TrendPoint]
+    promises: PromiseRecord = msgspec.field(default_factory=PromiseRecord)
 
 
 # ---- arithmetic ----------------------------------------------------------------------------
@@ -261,6 +284,15 @@ def _open_disputes(disputes: Iterable[DisputeRow], as_of: date, open_by_invoice:
     ]
 
 
+def promise_record(promises: Iterable[PromiseRow], as_of: date) -> PromiseRecord:
+    """Kept and broken promises decided on or before ``as_of``."""
+    decided = [p for p in promises if p.effective_date <= as_of]
+    broken = [p.effective_date for p in decided if p.kind == "broken"]
+    kept = len(decided) - len(broken)
+    return PromiseRecord(kept=kept, broken=len(broken), kept_rate=ratio(kept, len(decided)),
+                         last_broken_on=max(broken, default=None))
+
+
 def _dso(book: _Book, open_minor: int, as_of: date) -> Dso:
     start = as_of - timedelta(days=DSO_WINDOW_DAYS - 1)
     sales = sum(r.amount_minor for r in book.items if start <= r.issue_date <= as_of)
@@ -296,6 +328,7 @@ def risk_profile(
     installments: Iterable[InstallmentRow],
     movements: Iterable[MovementRow],
     disputes: Iterable[DisputeRow] = (),
+    promises: Iterable[PromiseRow] = (),
     *,
     open_orders_minor: int = 0,
     trend_months: int = TREND_MONTHS,
@@ -303,7 +336,8 @@ def risk_profile(
     """The profile of one customer as of business date ``as_of``.
 
     ``movements`` may include rows effective after ``as_of``: they are ignored, so the
-    caller can pass one read and evaluate several dates. ``open_orders_minor`` is the value
+    caller can pass one read and evaluate several dates (so may ``promises``: verdicts
+    dated after ``as_of`` do not count). ``open_orders_minor`` is the value
     of the customer's open sales orders (credit management); it only enters exposure.
     """
     book = _Book(installments, movements)
@@ -337,4 +371,5 @@ def risk_profile(
         open_disputes_count=len(disputes_open),
         dso=_dso(book, open_minor, as_of),
         trend=[_trend_point(book, point) for point in _month_ends(as_of, trend_months)],
+        promises=promise_record(promises, as_of),
     )

@@ -120,6 +120,9 @@ class WarningRules(_Config, frozen=True, kw_only=True):
     days_overdue_above: Days | None = 30
     concentration_above_pct: Decimal | None = Decimal("20")
     grade_downgrade: bool = True
+    #: more broken promises to pay than this within the window (collections' facts)
+    broken_promises_above: int | None = 0
+    broken_promises_window_days: Days = 90
 
 
 class ReviewRules(_Config, frozen=True, kw_only=True):

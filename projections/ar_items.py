@@ -32,6 +32,10 @@ recovered       info   money recovered after write-off; does not reopen the invo
 
 Item rows are those with ``installment IS NOT NULL``; they always reconcile:
 open = invoiced - credited - allocated - written off (+ reversals).
+
+Besides the money, ``ar_disputes`` (disputes and resolutions) and ``ar_promises`` (the
+clock's verdicts on promises to pay, kept or broken, dated by their business date) carry
+the same position and recorded time, so the risk profile cuts them like the movements.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import Any
 
 import msgspec
 
+from domain import collections_events as ce
 from domain import events as ev
 from projections.db import Tx, ViewDatabase
 from projections.runner import Envelope, Projection
@@ -51,7 +56,7 @@ ITEM_KINDS = ("invoiced", "credited", "allocated", "unallocated", "written_off")
 CASH_KINDS = ("cash_received", "cash_allocated", "cash_reversed")
 
 _TABLES = ("ar_customers", "ar_customer_versions", "ar_installments", "ar_movements", "ar_disputes", "ar_aging_grid",
-           "ar_aging_months")
+           "ar_aging_months", "ar_promises")
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS ar_customers ("
@@ -86,6 +91,10 @@ _DDL = (
     "CREATE TABLE IF NOT EXISTS ar_aging_months ("
     " currency TEXT NOT NULL, kind TEXT NOT NULL, due_date TEXT NOT NULL, effective_month TEXT NOT NULL,"
     " amount_minor BIGINT NOT NULL, PRIMARY KEY (currency, kind, due_date, effective_month))",
+    # verdicts on promises to pay (the clock's facts): the risk profile counts them at its cut
+    "CREATE TABLE IF NOT EXISTS ar_promises ("
+    " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, customer_id TEXT NOT NULL, promise_id TEXT NOT NULL,"
+    " kind TEXT NOT NULL, effective_date TEXT NOT NULL, promised_minor BIGINT NOT NULL, paid_minor BIGINT NOT NULL)",
 )
 
 #: Secondary indexes: created after the tables on set-up, and only once a rebuild has
@@ -96,6 +105,7 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS ar_movements_item ON ar_movements (invoice_number, installment)",
     "CREATE INDEX IF NOT EXISTS ar_movements_customer ON ar_movements (customer_id)",
     "CREATE INDEX IF NOT EXISTS ar_disputes_invoice ON ar_disputes (invoice_number)",
+    "CREATE INDEX IF NOT EXISTS ar_promises_customer ON ar_promises (customer_id)",
     "CREATE INDEX IF NOT EXISTS ar_aging_grid_day ON ar_aging_grid (effective_date, currency, kind, due_date, amount_minor)",
 )
 
@@ -138,6 +148,7 @@ class _Batch:
         self.movements: list[tuple[Any, ...]] = []
         self.installments: list[tuple[Any, ...]] = []
         self.disputes: list[tuple[Any, ...]] = []
+        self.promises: list[tuple[Any, ...]] = []
         self.customers: dict[str, list[Any]] = {}
         self.customer_versions: list[tuple[Any, ...]] = []
         self.open_deltas: dict[tuple[str, int], int] = defaultdict(int)
@@ -288,6 +299,12 @@ def _dispute_resolved(b: _Batch, env: Envelope, e: ev.InvoiceDisputeResolved) ->
                        e.resolved_on.isoformat(), None, e.resolution))
 
 
+def _promise_verdict(b: _Batch, env: Envelope, e: ce.PromiseToPayKept | ce.PromiseToPayBroken) -> None:
+    kind = "kept" if isinstance(e, ce.PromiseToPayKept) else "broken"
+    b.promises.append((env.position, _iso(e.recorded_at), e.customer_id, e.promise_id, kind, e.business_date.isoformat(),
+                       e.promised_minor, e.paid_minor))
+
+
 def _registered(b: _Batch, env: Envelope, e: ev.CustomerRegistered) -> None:
     row = b.customers[e.customer_id] = [e.customer_id, e.name, e.currency, e.payment_terms_days, e.region, e.industry,
                                         e.salesperson, e.country, env.position, _iso(e.recorded_at)]
@@ -329,13 +346,15 @@ _HANDLERS = {
     ev.InvoiceDisputed: _disputed,
     ev.InvoiceDisputeResolved: _dispute_resolved,
     ev.CustomerRegistered: _registered,
+    ce.PromiseToPayKept: _promise_verdict,
+    ce.PromiseToPayBroken: _promise_verdict,
 }
 _HANDLERS.update({view: _HANDLERS[cls] for cls, view in _VIEWS.items()})
 
 
 class ArItemsProjection(Projection):
     name = "ar_items"
-    version = 2
+    version = 3  # 2: aging grid and customer versions; 3: ar_promises
     #: Rows depend only on each customer's own public events, in order: Kafka workers may build it.
     per_customer = True
     event_types = (*_HANDLERS, ev.CustomerUpdated, ev.PaymentTermsSet)
@@ -371,6 +390,10 @@ class ArItemsProjection(Projection):
         tx.executemany(
             "INSERT INTO ar_disputes (position, recorded_at, customer_id, invoice_number, kind, effective_date, amount_minor,"
             " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.disputes,
+        )
+        tx.executemany(
+            "INSERT INTO ar_promises (position, recorded_at, customer_id, promise_id, kind, effective_date, promised_minor,"
+            " paid_minor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.promises,
         )
         tx.executemany(
             "UPDATE ar_installments SET open_minor = open_minor + ? WHERE invoice_number = ? AND installment = ?",

@@ -8,7 +8,8 @@ so a report stamped with its position is reproduced byte for byte by ``--at-posi
 however much was recorded since, including late-dated events.
 
 There are no tables of its own: the ``ar_items`` view already holds everything, indexed
-by customer. One profile is four indexed lookups; ``all_profiles`` streams each table
+by customer (``ar_promises`` holds the clock's verdicts on promises to pay, so they are cut
+the same way). One profile is five indexed lookups; ``all_profiles`` streams each table
 once, ordered by customer, and merges the groups.
 """
 
@@ -22,7 +23,7 @@ from itertools import groupby
 from typing import Any, NamedTuple
 
 from domain.errors import RuleViolation
-from domain.risk import TREND_MONTHS, DisputeRow, InstallmentRow, MovementRow, RiskProfile, risk_profile
+from domain.risk import TREND_MONTHS, DisputeRow, InstallmentRow, MovementRow, PromiseRow, RiskProfile, risk_profile
 from projections.ar_items import ArItemsProjection
 from projections.db import ViewDatabase
 
@@ -73,11 +74,13 @@ def resolve_cut(db: ViewDatabase, as_of: date, *, known_at: datetime | None = No
     # other customer's rows instead of using the customer index
     movements = f"SELECT MAX(position + 0) FROM ar_movements WHERE {where}"
     disputes = f"SELECT MAX(position + 0) FROM ar_disputes WHERE {where}"
+    promises = f"SELECT MAX(position + 0) FROM ar_promises WHERE {where}"
     if customer_id is not None:
         movements += " AND customer_id = ?"
         disputes += _CUSTOMER_INVOICES
+        promises += " AND customer_id = ?"
         params.append(customer_id)
-    found = [db.query(sql, params)[0][0] for sql in (movements, disputes)]
+    found = [db.query(sql, params)[0][0] for sql in (movements, disputes, promises)]
     return Cut(as_of, max((int(p) for p in found if p is not None), default=0), known_at)
 
 
@@ -86,6 +89,7 @@ def resolve_cut(db: ViewDatabase, as_of: date, *, known_at: datetime | None = No
 _INSTALLMENTS = "SELECT customer_id, invoice_number, installment, issue_date, due_date, amount_minor FROM ar_installments"
 _MOVEMENTS = "SELECT customer_id, invoice_number, installment, kind, effective_date, amount_minor FROM ar_movements"
 _DISPUTES = "SELECT customer_id, invoice_number, kind, effective_date, position, amount_minor, reason FROM ar_disputes"
+_PROMISES = "SELECT customer_id, promise_id, kind, effective_date, promised_minor, paid_minor FROM ar_promises"
 
 
 # Both drivers return INTEGER/BIGINT columns as int: only the ISO dates need converting.
@@ -99,6 +103,10 @@ def _movement(r: Sequence[Any]) -> MovementRow:
 
 def _dispute(r: Sequence[Any]) -> DisputeRow:
     return DisputeRow(r[1], r[2], _D(r[3]), r[4], r[5], r[6])
+
+
+def _promise(r: Sequence[Any]) -> PromiseRow:
+    return PromiseRow(r[1], r[2], _D(r[3]), r[4], r[5])
 
 
 def customer_currency(db: ViewDatabase, customer_id: str) -> str:
@@ -118,8 +126,20 @@ def customer_profile(db: ViewDatabase, customer_id: str, cut: Cut, *, open_order
     installments = db.query(f"{_INSTALLMENTS} WHERE customer_id = ?{inst_sql}", [customer_id, *inst_params])
     movements = db.query(f"{_MOVEMENTS} WHERE customer_id = ?{move_sql}", [customer_id, *move_params])
     disputes = db.query(f"{_DISPUTES} WHERE 1 = 1{disp_sql}{_CUSTOMER_INVOICES}", [*disp_params, customer_id])
+    promises = db.query(f"{_PROMISES} WHERE customer_id = ?{disp_sql}", [customer_id, *disp_params])
     return risk_profile(customer_id, currency, cut.as_of, map(_installment, installments), map(_movement, movements),
-                        map(_dispute, disputes), open_orders_minor=open_orders_minor, trend_months=trend_months)
+                        map(_dispute, disputes), map(_promise, promises), open_orders_minor=open_orders_minor,
+                        trend_months=trend_months)
+
+
+def broken_promise_dates(db: ViewDatabase, as_of: date) -> dict[str, tuple[date, ...]]:
+    """customer_id -> the business dates of its promises to pay broken on or before
+    ``as_of``, as known now (credit management's review signals and warning rule)."""
+    out: dict[str, list[date]] = {}
+    for customer_id, day in db.query("SELECT customer_id, effective_date FROM ar_promises WHERE kind = 'broken'"
+                                     " AND effective_date <= ? ORDER BY customer_id, effective_date", (as_of.isoformat(),)):
+        out.setdefault(customer_id, []).append(_D(day))
+    return {customer_id: tuple(days) for customer_id, days in out.items()}
 
 
 @contextmanager
@@ -177,11 +197,14 @@ def all_profiles(db: ViewDatabase, cut: Cut, *, trend_months: int = 0) -> Iterat
             db, f"{_MOVEMENTS} WHERE 1 = 1{move_sql} ORDER BY customer_id", move_params, "risk_m")))
         disputes = _Merge(stack.enter_context(_stream(
             db, f"{_DISPUTES} WHERE 1 = 1{move_sql} ORDER BY customer_id", move_params, "risk_d")))
+        promises = _Merge(stack.enter_context(_stream(
+            db, f"{_PROMISES} WHERE 1 = 1{move_sql} ORDER BY customer_id", move_params, "risk_p")))
         for customer_id, currency in customers:
             yield risk_profile(
                 customer_id, currency, cut.as_of,
                 map(_installment, installments.take(customer_id)),
                 map(_movement, movements.take(customer_id)),
                 map(_dispute, disputes.take(customer_id)),
+                map(_promise, promises.take(customer_id)),
                 trend_months=trend_months,
             )

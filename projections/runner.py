@@ -167,6 +167,11 @@ class ProjectionRunner:
         head = self.store.max_position()
         if head <= after:
             return [], after
+        if self.db.url != self.store.settings.resolved_database_url:  # views kept apart from the store: the recorder reads
+            found = self.store.recorder.select_notifications(after, self.batch_size, stop=head, topics=topics or (),
+                                                             inclusive_of_start=False)
+            last = found[-1].id if len(found) >= self.batch_size else head
+            return [(n.id, n.topic, n.state) for n in found], last
         table, column = self.store.recorder.events_table_name, "rowid" if self.db.dialect == "sqlite" else "notification_id"
         sql = f"SELECT {column}, topic, state FROM {table} WHERE {column} > ? AND {column} <= ?"
         params: list[Any] = [after, head]

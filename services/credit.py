@@ -14,9 +14,10 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import date, timedelta
 from functools import lru_cache
-from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from domain import commands as cmd
 from domain import credit as cr
 from domain import credit_commands as cc
 from domain.account import CommandContext, CustomerAccount
-from domain.credit_events import POLICY_ID, CreditPolicyChanged, PaymentBehaviour
+from domain.credit_events import POLICY_ID, CreditAssessed, CreditPolicyChanged, PaymentBehaviour
 from domain.credit_monitoring import herfindahl, needs_update, pending_review, reconcile_warnings, record_review, share_pct
 from domain.errors import LedgerError, RuleViolation
 from domain.events import CustomerRegistered
@@ -36,7 +37,7 @@ from domain.registry import event_id
 from domain.scorecard import CreditPolicy, decode_policy
 from projections.ar_items import ArItemsProjection
 from projections.db import ViewDatabase
-from projections.risk import customer_profile, resolve_cut
+from projections.risk import broken_promise_dates, customer_profile, resolve_cut
 from projections.runner import PositionMoved, ProjectionRunner
 from services.ledger import CommandResult, LedgerService, register_handler
 from services.persistence import LedgerStore, topic_of
@@ -117,7 +118,7 @@ def _check_order(a: CustomerAccount, ctx: CommandContext, c: cc.CheckOrderCredit
 
 def _warnings(a: CustomerAccount, ctx: CommandContext, c: cc.EvaluateEarlyWarnings) -> None:
     cr.reconcile_holds(a, ctx, _policy(), c.as_of)
-    reconcile_warnings(a, ctx, _policy(), c.as_of, c.book_ar_minor)
+    reconcile_warnings(a, ctx, _policy(), c.as_of, c.book_ar_minor, c.broken_promises)
 
 
 HANDLERS: dict[type[cmd.Command], Handler] = {
@@ -141,7 +142,7 @@ HANDLERS: dict[type[cmd.Command], Handler] = {
         a, ctx, order_id=c.order_id, invoice_number=c.invoice_number, issue_date=c.issue_date, amount_minor=c.amount_minor, due_date=c.due_date),
     cc.PlaceCreditHold: lambda a, ctx, c: cr.place_hold(a, ctx, reason=c.reason, placed_on=c.placed_on),
     cc.ReleaseCreditHold: lambda a, ctx, c: cr.release_hold(a, ctx, reason=c.reason, released_on=c.released_on, cause=c.cause),
-    cc.ReviewCredit: lambda a, ctx, c: record_review(a, ctx, _policy(), c.as_of),
+    cc.ReviewCredit: lambda a, ctx, c: record_review(a, ctx, _policy(), c.as_of, c.broken_promises_on),
     cc.EvaluateEarlyWarnings: _warnings,
     # the ledger's own command, now also bounded by the grade's maximum terms
     cmd.SetPaymentTerms: lambda a, ctx, c: cr.set_terms(a, ctx, _policy, payment_terms_days=c.payment_terms_days, reason=c.reason),
@@ -194,9 +195,9 @@ class CreditService:
         log.info("credit_policy_changed", version=version + 1, actor=actor)
         return event
 
-    def behaviour_from_risk(self, customer_id: str, as_of: date, *, broken_promises: int = 0) -> PaymentBehaviour:
-        """Payment behaviour from the customer's risk profile on ``as_of`` (the ``ar_items``
-        view is caught up to the head of the stream first)."""
+    @contextmanager
+    def view(self) -> Iterator[ViewDatabase]:
+        """The view database with ``ar_items`` caught up to the head of the stream."""
         db = ViewDatabase(self.store.settings.resolved_database_url)
         try:
             runner = ProjectionRunner(self.store, db, [ArItemsProjection()])
@@ -205,9 +206,15 @@ class CreditService:
                 runner.catch_up()
             except PositionMoved:  # a worker is advancing the view right now: read at its position
                 pass
-            profile = customer_profile(db, customer_id, resolve_cut(db, as_of), trend_months=0)
+            yield db
         finally:
             db.close()
+
+    def behaviour_from_risk(self, customer_id: str, as_of: date, *, broken_promises: int | None = None) -> PaymentBehaviour:
+        """Payment behaviour from the customer's risk profile on ``as_of``, broken promises
+        included (the clock's PromiseToPayBroken facts decided by then) unless given."""
+        with self.view() as db:
+            profile = customer_profile(db, customer_id, resolve_cut(db, as_of), trend_months=0)
         return cr.behaviour_from_profile(profile, broken_promises=broken_promises)
 
     # ---- commands --------------------------------------------------------------------------
@@ -221,28 +228,42 @@ class CreditService:
 
     # ---- sweeps ----------------------------------------------------------------------------
 
-    def customer_ids(self) -> Iterator[str]:
-        """Every registered customer, in registration order (read from the stream)."""
-        topic, last = topic_of(CustomerRegistered), None
+    def customer_ids(self, event_type: type = CustomerRegistered) -> Iterator[str]:
+        """Every registered customer, in registration order (read from the stream); with
+        ``event_type`` (CreditAssessed), the customers with such an event, in order of the first."""
+        topic, last, seen = topic_of(event_type), None, set()
         while True:
             batch = self.store.recorder.select_notifications(start=last, limit=1000, topics=[topic], inclusive_of_start=last is None)
             if not batch:
                 return
             for n in batch:
-                yield self.store.mapper.to_domain_event(n).customer_id
+                customer_id = self.store.mapper.to_domain_event(n).customer_id
+                if customer_id not in seen:
+                    seen.add(customer_id)
+                    yield customer_id
             last = batch[-1].id
 
-    def reviews(self, as_of: date, *, actor: str) -> list[dict[str, Any]]:
-        """Record CreditReviewDue for every customer due on ``as_of`` (idempotent)."""
+    def reviews(self, as_of: date, *, actor: str, db: ViewDatabase | None = None, assessed_only: bool = False) -> list[dict[str, Any]]:
+        """Record CreditReviewDue for every customer due on ``as_of`` (idempotent). Broken
+        promises to pay (read from the ``ar_items`` view, ``db`` if the caller has caught it
+        up - the clock - else caught up here) bring a review forward like the account's signals.
+        ``assessed_only`` (the clock): only reviews that time or a signal caused, not the
+        first assessment of customers never assessed."""
+        if db is None:
+            with self.view() as fresh:
+                return self.reviews(as_of, actor=actor, db=fresh, assessed_only=assessed_only)
+        broken = broken_promise_dates(db, as_of)
         recorded = []
         token = _POLICY.set(self.active_policy())
         try:
             policy = _policy()
-            for customer_id in self.customer_ids():
-                pending = pending_review(self.ledger.account(customer_id).state, policy, as_of)
+            for customer_id in self.customer_ids(CreditAssessed if assessed_only else CustomerRegistered):
+                signals = broken.get(customer_id, ())
+                pending = pending_review(self.ledger.account(customer_id).state, policy, as_of, signals)
                 if pending is None:
                     continue  # nothing due or already recorded: no command, no save
-                result = self.ledger.execute(cc.ReviewCredit(customer_id=customer_id, as_of=as_of), actor=actor)
+                command = cc.ReviewCredit(customer_id=customer_id, as_of=as_of, broken_promises_on=signals)
+                result = self.ledger.execute(command, actor=actor)
                 if result.events:
                     recorded.append({"customer_id": customer_id, "review_id": pending[0]})
         finally:
@@ -261,16 +282,22 @@ class CreditService:
         """Raise/clear early warnings (and reconcile automatic holds) for every customer;
         report the concentration of the book (largest shares, Herfindahl index)."""
         book = self.book(as_of)
+        with self.view() as db:
+            broken = broken_promise_dates(db, as_of)
         totals = {currency: sum(amounts.values()) for currency, amounts in book.items()}
         changes: list[dict[str, Any]] = []
         token = _POLICY.set(self.active_policy())
         try:
             policy = _policy()
+            window_from = as_of - timedelta(days=policy.warnings.broken_promises_window_days)
             for currency, amounts in book.items():
                 for customer_id in amounts:
-                    if not needs_update(self.ledger.account(customer_id).state, policy, as_of, totals[currency]):
+                    promises = sum(1 for day in broken.get(customer_id, ()) if day > window_from)
+                    state = self.ledger.account(customer_id).state
+                    if not needs_update(state, policy, as_of, totals[currency], promises):
                         continue
-                    command = cc.EvaluateEarlyWarnings(customer_id=customer_id, as_of=as_of, book_ar_minor=totals[currency])
+                    command = cc.EvaluateEarlyWarnings(customer_id=customer_id, as_of=as_of, book_ar_minor=totals[currency],
+                                                       broken_promises=promises)
                     result = self.ledger.execute(command, actor=actor)
                     changes += [{"customer_id": customer_id, "event": ref.type} for ref in result.events]
         finally:

@@ -128,6 +128,7 @@ def _card(p: RiskProfile, title: str) -> None:
         ("written off", f"{_money(b.written_off_minor, cur)} ({b.written_off_installments} installments)"),
         ("largest overdue", _item(p.largest_overdue, cur)),
         ("oldest overdue", _item(p.oldest_overdue, cur)),
+        ("promises kept / broken", f"{p.promises.kept} / {p.promises.broken} (kept {_ratio(p.promises.kept_rate, True)})"),
         ("open disputes", ", ".join(f"{d.invoice_number} since {d.disputed_on}" for d in p.open_disputes) or "-"),
         (f"DSO ({p.dso.window_days} days)", f"{_ratio(p.dso.dso)} (credit sales {_money(p.dso.credit_sales_minor, cur)})"),
     ):
@@ -141,13 +142,13 @@ def _card(p: RiskProfile, title: str) -> None:
 
 def _table(profiles: Iterable[RiskProfile], title: str) -> None:
     table = Table("customer", "open", "overdue", "net exposure", "days late", "late inv.", "DSO", "disputes",
-                  "oldest overdue", title=title)
+                  "broken prom.", "oldest overdue", title=title)
     for p in profiles:
         oldest, cur = p.oldest_overdue, p.currency
         table.add_row(
             p.customer_id, _money(p.open_minor, cur), _money(p.overdue_minor, cur), _money(p.exposure.net_exposure_minor, cur),
             _ratio(p.payment.average_days_late), _ratio(p.payment.share_invoices_late, percent=True), _ratio(p.dso.dso),
-            str(p.open_disputes_count), f"{oldest.days_past_due} d" if oldest else "-",
+            str(p.open_disputes_count), str(p.promises.broken), f"{oldest.days_past_due} d" if oldest else "-",
         )
     Console().print(table)
 

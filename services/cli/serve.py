@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 
 from services.apikeys import ROLES, KeyStore
 from services.cli.common import settings_from
@@ -25,6 +26,32 @@ def first_start_keys(settings: Settings) -> list[tuple[str, str, str]]:
         return [(name, role, secret) for role in ROLES for name, secret in [(f"{role}.local", keys.create(f"{role}.local", role)[1])]]
     finally:
         keys.close()
+
+
+def start_embedded_projections(settings: Settings) -> threading.Event:
+    """Follow the stream in a background thread so views (aging, risk, worklists, audit)
+    stay current while the API serves: the embedded default has no separate worker.
+    Deployments at scale run ``arledger projections run`` as its own process instead."""
+    from projections.db import ViewDatabase
+    from projections.registry import all_projections
+    from projections.runner import ProjectionRunner
+    from services.bootstrap import bootstrap
+
+    stop = threading.Event()
+
+    def work() -> None:
+        app = bootstrap(settings, configure_logs=False)
+        db = ViewDatabase(settings.resolved_database_url)
+        try:
+            runner = ProjectionRunner(app.store, db, all_projections())
+            runner.setup()
+            runner.run_forever(stop, poll_interval=0.5)
+        finally:
+            db.close()
+            app.close()
+
+    threading.Thread(target=work, name="embedded-projections", daemon=True).start()
+    return stop
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -44,6 +71,10 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print("API keys: `arledger keys list`, `arledger keys create --role ROLE --name NAME`", file=sys.stderr)
     print(f"serving {base}  docs {base}{DOCS_PATH}  OpenAPI {base}{OPENAPI_PATH}", file=sys.stderr)
+    embedded = args.projections if args.projections is not None else settings.env == "development"
+    if embedded:
+        print("projections: following the stream in this process (--no-projections to run `arledger projections run` apart)", file=sys.stderr)
+        start_embedded_projections(settings)
     options = {"host": args.host, "port": args.port, "log_config": None, "access_log": False, "log_level": "warning"}
     if args.workers > 1:
         # Worker processes build their app from the environment: pin the store for them.
@@ -59,4 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (share the store; accounts changed by another worker are reloaded)")
+    parser.add_argument(
+        "--projections", action=argparse.BooleanOptionalAction, default=None,
+        help="also follow the stream and update the views in this process (default: on in development, off in production)",
+    )
     parser.set_defaults(handler=_run)

@@ -55,6 +55,11 @@ FactMaker = Callable[..., Any]
 #: database, the business date and a fact maker, the facts time caused up to that date. The
 #: clock writes them with its own, in the same bulk insert; their names make them idempotent.
 TimeRule = Callable[[ViewDatabase, date, FactMaker], list[Any]]
+#: A sweep of another context that records on the customer accounts themselves (credit
+#: management's CreditReviewDue: the account remembers its last review, which is what makes
+#: it idempotent). Run after the tick's facts are written and the views caught up again, so
+#: it sees what this tick recorded (a promise broken today); returns counts by event type.
+TickSweep = Callable[[ViewDatabase, date], dict[str, int]]
 (ID, INVOICE, INSTALLMENT, CUSTOMER, CURRENCY, ISSUE, DUE, AMOUNT, OPEN, TOUCHED, DISPUTED, TRACK, BUCKET,
  CAL_INDEX, CAL_NEXT, DUN_INDEX, DUN_NEXT, DUN_SHIFT) = range(len(state.COLUMNS))
 _day = date.fromordinal
@@ -89,8 +94,9 @@ class Clock:
 
     def __init__(self, store: LedgerStore, db: ViewDatabase, policy: DunningPolicy,
                  track_of: Callable[[str], str] | None = None, now: Callable[[], datetime] = utc_now,
-                 rules: tuple[TimeRule, ...] = ()) -> None:
+                 rules: tuple[TimeRule, ...] = (), sweeps: tuple[TickSweep, ...] = ()) -> None:
         self.store, self.db, self.policy = store, db, policy
+        self.sweeps = sweeps
         self.runner = TopicRunner(store, db, [ArItemsProjection(), CollectionsHoldsProjection()])
         self.track_of = track_of or track_selector(policy)
         self.now = now
@@ -119,8 +125,13 @@ class Clock:
         events.sort(key=lambda e: (e.business_date, _ORDER.get(type(e), 9), getattr(e, "invoice_number", ""), getattr(e, "installment", 0)))
         recorded = record_facts(self.store, events)
         ctx.save_cursors()
-        report.recorded = len(recorded)
-        report.by_type = dict(Counter(s.topic.rsplit(":", 1)[-1] for s in recorded))
+        counts = Counter(s.topic.rsplit(":", 1)[-1] for s in recorded)
+        if self.sweeps:
+            self._catch_up()
+            for sweep in self.sweeps:
+                counts.update(sweep(self.db, day))
+        report.recorded = sum(counts.values())
+        report.by_type = dict(counts)
         report.seconds = time.perf_counter() - started
         log.info("clock_ticked", **report.as_dict())
         return report

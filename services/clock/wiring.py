@@ -4,13 +4,14 @@ the clock depends on, the dunning policy from settings, and the track hook."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
 from domain.dunning import DunningPolicy, GradeSource, no_grades, track_selector
 from domain.errors import NotFound
 from projections.db import ViewDatabase
 from services.bootstrap import App
 from services.clock.policy import load_policy
-from services.clock.tick import Clock, TimeRule
+from services.clock.tick import ACTOR, Clock, TickSweep, TimeRule
 
 #: Another source of grades (customer_id -> grade or None) may be plugged in here; by
 #: default the track comes from credit management's grade table (``dunning_track``).
@@ -48,6 +49,22 @@ def credit_track_selector(app: App, policy: DunningPolicy) -> Callable[[str], st
     return track
 
 
+def credit_review_sweep(app: App) -> TickSweep:
+    """CreditReviewDue by the tick: credit management's own review sweep (periodic by
+    grade, brought forward by late payments, disputes, buckets crossed and broken promises)
+    over the customers ever assessed, recorded on their accounts with the clock as actor;
+    idempotent like ``arledger credit reviews``, which records the same reviews (whichever
+    runs first) and also the first review of customers never assessed."""
+    credit = app.credit
+    assert credit is not None
+
+    def sweep(db: ViewDatabase, day: date) -> dict[str, int]:
+        recorded = credit.reviews(day, actor=ACTOR, db=db, assessed_only=True)
+        return {"CreditReviewDue": len(recorded)} if recorded else {}
+
+    return sweep
+
+
 def _default_selector(app: App, policy: DunningPolicy) -> Callable[[str], str]:
     if _grade_source[0] is no_grades and app.credit is not None:
         return credit_track_selector(app, policy)
@@ -58,7 +75,8 @@ def build_clock(app: App, db: ViewDatabase | None = None, *, policy: DunningPoli
                 track_of: Callable[[str], str] | None = None) -> Clock:
     db = db or ViewDatabase(app.settings.resolved_database_url)
     policy = policy or load_policy(app.settings.dunning_policy)
+    sweeps = (credit_review_sweep(app),) if app.credit is not None else ()
     clock = Clock(app.store, db, policy, track_of=track_of or _default_selector(app, policy),
-                  now=app.ledger.clock, rules=tuple(_time_rules))
+                  now=app.ledger.clock, rules=tuple(_time_rules), sweeps=sweeps)
     clock.setup()
     return clock

@@ -24,7 +24,6 @@ from uuid import UUID
 import msgspec
 from eventsourcing.application import AggregateNotFoundError
 
-from domain import commands as c
 from domain.account import CommandContext, CustomerAccount, project_account
 from domain.errors import AlreadyExists, NotFound, RuleViolation
 from domain.events import Event
@@ -48,6 +47,7 @@ class ImportPlan:
     start_versions: dict[str, int] = field(default_factory=dict)  # version before the import
     errors: list[RowError] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
+    reference_claims: int = 0  # of ``events``, the ReferenceClaimed ones
 
     @property
     def ok(self) -> bool:
@@ -62,22 +62,22 @@ class _Planner:
         # correlation id (this run) and causation id (the import command).
         self.ctx = CommandContext(actor=actor, recorded_at=recorded_at, correlation_id=correlation_id, causation_id=uuid.uuid4())
         self.ctx_fields = msgspec.structs.asdict(self.ctx)
-        self.taken: set[UUID] = set()  # account and reference ids already in the store
-        self.claimed: set[UUID] = set()  # reference ids claimed by earlier rows of this import
-        self.rids: dict[tuple[str, str], UUID] = {}  # (registry kind, reference) -> registry aggregate id
+        # Ids as ints: a UUID's __hash__ is Python code, an int's is not (one set probe per row).
+        self.taken: set[int] = set()  # account and reference ids already in the store
+        self.claimed: set[int] = set()  # reference ids claimed by earlier rows of this import
+        self.row_ids: dict[str, list[UUID]] = {}  # kind -> per row: the account (customers) or reference id it creates
 
     def look_up_store(self, files: dict[str, ParsedFile]) -> None:
-        ids = [account_id(r.command.customer_id) for r in files["customers"].rows] if "customers" in files else []
+        if "customers" in files:
+            self.row_ids["customers"] = [account_id(r.command.customer_id) for r in files["customers"].rows]
         for kind, (registry, attr) in CLAIMS.items():
             if kind in files:
-                for r in files[kind].rows:
-                    self.rids[registry, getattr(r.command, attr)] = rid = reference_id(registry, getattr(r.command, attr))
-                    ids.append(rid)
-        self.taken = existing_originators(self.store, ids)
+                self.row_ids[kind] = [reference_id(registry, getattr(r.command, attr)) for r in files[kind].rows]
+        self.taken = {u.int for u in existing_originators(self.store, (i for ids in self.row_ids.values() for i in ids))}
         # Accounts to load: referenced by invoices/credit notes/payments and not new in this
         # import (a customer row for an existing customer is refused, but the rows that
         # refer to it are still checked against the stored account).
-        new = {r.command.customer_id for r in files["customers"].rows if account_id(r.command.customer_id) not in self.taken} if "customers" in files else set()
+        new = {r.command.customer_id for r, aid in zip(files["customers"].rows, self.row_ids["customers"]) if aid.int not in self.taken} if "customers" in files else set()
         referenced = {r.command.customer_id for kind in CLAIMS if kind in files for r in files[kind].rows} - new
         for customer_id in sorted(referenced):
             try:
@@ -87,27 +87,22 @@ class _Planner:
             self.plan.accounts[customer_id] = account
             self.plan.start_versions[customer_id] = account.version
 
-    def account(self, customer_id: str) -> CustomerAccount:
-        try:
-            return self.plan.accounts[customer_id]
-        except KeyError:
-            raise NotFound("customer_id", customer_id, "customer") from None
-
     def run(self, parsed: ParsedFile) -> None:
         apply = getattr(self, f"_{parsed.kind}")
-        for n, row in enumerate(parsed.rows, start=1):
+        errors = self.plan.errors
+        for n, (row, oid) in enumerate(zip(parsed.rows, self.row_ids[parsed.kind]), start=1):
             try:
-                apply(row)
+                apply(row, oid)
             except RuleViolation as exc:
                 column = exc.field if exc.field == "allocations" else column_of(exc.field, row.amount_column)
-                self.plan.errors.append(RowError(parsed.name, row.line, column, exc.rule, exc.message))
+                errors.append(RowError(parsed.name, row.line, column, exc.rule, exc.message))
             if n % 5000 == 0:
                 self.progress(5000)
         self.progress(len(parsed.rows) % 5000)
 
-    def _customers(self, row: ParsedRow) -> None:
+    def _customers(self, row: ParsedRow, aid: UUID) -> None:
         cmd = row.command
-        if account_id(cmd.customer_id) in self.taken or cmd.customer_id in self.plan.accounts:
+        if aid.int in self.taken or cmd.customer_id in self.plan.accounts:
             raise AlreadyExists("customer_id", cmd.customer_id, "customer")
         fields = {f: getattr(cmd, f) for f in cmd.__struct_fields__}
         account = CustomerAccount.register(self.ctx, **fields)
@@ -115,44 +110,52 @@ class _Planner:
         self.plan.start_versions[cmd.customer_id] = 0
         self.plan.events += account.collect_events()
 
-    def _claim(self, kind: str, row: ParsedRow) -> Event:
-        registry, attr = CLAIMS[kind]
-        reference = getattr(row.command, attr)
-        rid = self.rids[registry, reference]
-        if rid in self.taken or rid in self.claimed:
-            raise AlreadyExists(attr, reference, registry.replace("_", " "))
-        return claim(registry, reference, row.command.customer_id, rid=rid, **self.ctx_fields)
-
-    def _record(self, kind: str, row: ParsedRow, allocations: list[c.AllocatePayment] | None = None) -> None:
-        account = self.account(row.command.customer_id)
-        claimed = self._claim(kind, row)
+    def _record(self, kind: str, row: ParsedRow, rid: UUID, decide_row: Callable[[CustomerAccount], object]) -> None:
+        """Check the row's customer and reference claim, run its rules on the account,
+        and keep its events followed by the claim (the order a command saves them in)."""
+        cmd = row.command
         try:
-            decide(account, self.ctx, row.command)
-            for allocation in allocations or ():
-                try:
-                    decide(account, self.ctx, allocation)
-                except RuleViolation as exc:
-                    raise RuleViolation("allocations", exc.rule, f"{exc.field}: {exc.message}") from None
+            account = self.plan.accounts[cmd.customer_id]
+        except KeyError:
+            raise NotFound("customer_id", cmd.customer_id, "customer") from None
+        registry, attr = CLAIMS[kind]
+        key = rid.int
+        if key in self.taken or key in self.claimed:
+            raise AlreadyExists(attr, getattr(cmd, attr), registry.replace("_", " "))
+        try:
+            decide_row(account)
         except RuleViolation:
             account.collect_events()  # a half-applied row (payment received, allocation refused) is dropped
             raise
-        self.claimed.add(claimed.originator_id)
+        self.claimed.add(key)
+        self.plan.reference_claims += 1
         self.plan.events += account.collect_events()
-        self.plan.events.append(claimed)
+        self.plan.events.append(claim(registry, getattr(cmd, attr), cmd.customer_id, rid=rid, **self.ctx_fields))
 
-    def _invoices(self, row: ParsedRow) -> None:
-        self._record("invoices", row)
+    def _invoices(self, row: ParsedRow, rid: UUID) -> None:
+        self._record("invoices", row, rid, lambda account: decide(account, self.ctx, row.command))
 
-    def _credit_notes(self, row: ParsedRow) -> None:
-        self._record("credit_notes", row)
+    def _credit_notes(self, row: ParsedRow, rid: UUID) -> None:
+        self._record("credit_notes", row, rid, lambda account: decide(account, self.ctx, row.command))
 
-    def _payments(self, row: ParsedRow) -> None:
-        payment_id = row.command.payment_id
-        if row.allocations == AUTO_ALLOCATION:
-            allocations = [c.AllocatePayment(payment_id=payment_id)]
-        else:
-            allocations = [c.AllocatePayment(payment_id=payment_id, invoice_number=number, amount_minor=amount) for number, amount in row.allocations or ()]
-        self._record("payments", row, allocations)
+    def _payments(self, row: ParsedRow, rid: UUID) -> None:
+        self._record("payments", row, rid, lambda account: self._pay(account, row))
+
+    def _pay(self, account: CustomerAccount, row: ParsedRow) -> None:
+        """Receive the payment, then allocate it as the row says: to the named invoices,
+        or oldest due first (``auto``); the same account methods the commands call."""
+        ctx, payment_id = self.ctx, row.command.payment_id
+        decide(account, ctx, row.command)
+        if row.allocations is None:
+            return
+        try:
+            if row.allocations == AUTO_ALLOCATION:
+                account.allocate_payment(ctx, payment_id=payment_id)
+            else:
+                for number, amount in row.allocations:
+                    account.allocate_payment(ctx, payment_id=payment_id, invoice_number=number, amount_minor=amount)
+        except RuleViolation as exc:
+            raise RuleViolation("allocations", exc.rule, f"{exc.field}: {exc.message}") from None
 
 
 def build_plan(

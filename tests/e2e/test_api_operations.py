@@ -142,6 +142,14 @@ def test_make_run_flow_demo_then_serve_prints_usable_keys(tmp_path):
         assert [c["customer_id"] for c in page["items"]][:2] == ["ACME", "BOLT"]
         assert httpx.get(f"{base}/openapi.json").json()["openapi"].startswith("3.1")
         assert httpx.get(f"{base}/docs").status_code == 200
+        # serve follows the stream in-process on the embedded default: the views catch up
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            lags = [p["lag"] for p in httpx.get(f"{base}/health/ready").json()["projections"]]
+            if lags and not any(lags):
+                break
+            time.sleep(0.2)
+        assert lags and not any(lags), lags
     finally:
         server.terminate()
         server.wait(timeout=10)

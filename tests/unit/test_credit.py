@@ -222,6 +222,23 @@ def test_review_brought_forward_by_a_bucket_crossed(account):
     assert due == (date(2026, 3, 3), "bucket_crossed_30")
 
 
+def test_review_brought_forward_by_a_broken_promise_after_the_assessment(account):
+    # assessed 2026-01-01 (grade A); promises broken 2025-12-20 (before: no signal) and 2026-02-05
+    broken = (date(2025, 12, 20), date(2026, 2, 5))
+    assert review_due(account.state, POLICY, date(2026, 2, 4), broken) is None
+    event = record_review(account, ctx(), POLICY, date(2026, 2, 6), broken)
+    assert (event.due_on, event.trigger, event.review_id) == (date(2026, 2, 5), "broken_promise", "2026-02-05:broken_promise")
+    assert record_review(account, ctx(), POLICY, date(2026, 2, 7), broken) is None  # idempotent
+
+
+def test_broken_promise_warning_names_threshold_and_count(account):
+    raised = reconcile_warnings(account, ctx(), POLICY, date(2026, 1, 20), book_ar_minor=0, broken_promises=2)
+    assert [(e.rule, e.threshold, e.measured) for e in raised] == [("broken_promise", "0", "2")]
+    assert reconcile_warnings(account, ctx(), POLICY, date(2026, 1, 21), book_ar_minor=0, broken_promises=3) == []
+    cleared = reconcile_warnings(account, ctx(), POLICY, date(2026, 5, 1), book_ar_minor=0, broken_promises=0)
+    assert [(e.rule, e.threshold, e.measured) for e in cleared if e.rule == "broken_promise"] == [("broken_promise", "0", "0")]
+
+
 def test_early_warnings_raise_and_clear_idempotently(account):
     cr.place_order(account, ctx(), order_id="SO-1", currency="EUR", amount_minor=900_000, ordered_on=date(2026, 3, 1))
     raised = reconcile_warnings(account, ctx(), POLICY, date(2026, 3, 15), book_ar_minor=1_000_000)

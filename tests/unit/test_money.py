@@ -33,3 +33,32 @@ def test_minor_unit_exponents():
 @given(st.integers(min_value=1, max_value=10**15), st.sampled_from(["EUR", "JPY", "KWD", "USD"]))
 def test_format_and_parse_round_trip(minor, currency):
     assert parse_decimal_amount(format_minor(minor, currency), currency) == minor
+
+
+def _by_decimal(text: str, currency: str) -> tuple[str, object]:
+    """The exact reference: Decimal arithmetic only (the slow path of parse_decimal_amount)."""
+    from decimal import Decimal, InvalidOperation
+
+    exponent = minor_unit_exponent(currency)
+    raw = text.strip()
+    if not raw:
+        return "rule", "required"
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        return "rule", "decimal_amount"
+    if not value.is_finite():
+        return "rule", "decimal_amount"
+    scaled = value.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        return "rule", "minor_unit_precision"
+    return ("value", int(scaled)) if scaled > 0 else ("rule", "positive")
+
+
+@given(st.text(alphabet="0123456789.٣ -+e", max_size=12), st.sampled_from(["EUR", "JPY", "KWD"]))
+def test_the_integer_fast_path_agrees_with_decimal_arithmetic(text, currency):
+    try:
+        got: tuple[str, object] = ("value", parse_decimal_amount(text, currency))
+    except RuleViolation as exc:
+        got = ("rule", exc.rule)
+    assert got == _by_decimal(text, currency)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from domain.risk import DisputeRow, InstallmentRow, MovementRow, risk_profile, ratio
+from domain.risk import DisputeRow, InstallmentRow, MovementRow, PromiseRow, promise_record, risk_profile, ratio
 
 D = date
 
@@ -131,3 +131,13 @@ def test_credited_in_full_on_the_issue_date_counts_as_settled_that_day():
 def test_an_empty_customer():
     p = risk_profile("C", "EUR", D(2026, 2, 1), [], [])
     assert (p.open_minor, p.largest_overdue, p.payment.average_days_late, p.dso.dso, len(p.trend)) == (0, None, None, None, 6)
+
+
+def test_promises_decided_by_the_as_of_date_and_the_kept_rate():
+    promises = [PromiseRow("PR1", "broken", D(2026, 3, 11), 500, 0), PromiseRow("PR2", "kept", D(2026, 3, 15), 300, 300),
+                PromiseRow("PR3", "broken", D(2026, 3, 28), 2000, 0)]
+    assert promise_record(promises, D(2026, 3, 10)).kept_rate is None
+    mid = promise_record(promises, D(2026, 3, 20))
+    assert (mid.kept, mid.broken, mid.kept_rate, mid.last_broken_on) == (1, 1, Decimal("0.5000"), D(2026, 3, 11))
+    full = risk_profile("C1", "EUR", D(2026, 3, 31), INSTALLMENTS, MOVEMENTS, promises=promises).promises
+    assert (full.kept, full.broken, full.kept_rate, full.last_broken_on) == (1, 2, Decimal("0.3333"), D(2026, 3, 28))
