@@ -44,8 +44,21 @@ def check_positive_amount(amount_minor: object, field: str = "amount_minor") -> 
     return amount_minor
 
 
+#: The largest amount a command accepts (domain/commands.py ``Minor``), in minor units.
+MAX_MINOR = 10**15
+
+
+def _not_above_max(value: int, raw: str, field: str) -> int:
+    if value > MAX_MINOR:
+        raise RuleViolation(field, "max_amount", f"{raw!r} is above the largest amount accepted ({MAX_MINOR} minor units)")
+    return value
+
+
 def parse_decimal_amount(text: str, currency: str, field: str = "amount") -> int:
-    """Convert a decimal string (``"55.94"``, ``"1,234.50"`` is refused) to minor units exactly."""
+    """Convert a decimal string (``"55.94"``, ``"1,234.50"`` is refused) to minor units exactly.
+
+    Amounts above :data:`MAX_MINOR` are refused before any big arithmetic, so text such as
+    ``1e999999999`` costs nothing (it would otherwise build a gigantic integer)."""
     exponent = minor_unit_exponent(currency)
     raw = text.strip()
     if not raw:
@@ -58,17 +71,19 @@ def parse_decimal_amount(text: str, currency: str, field: str = "amount") -> int
         if len(fraction) > exponent:
             raise RuleViolation(field, "minor_unit_precision", f"{raw!r} has more than {exponent} decimals for {currency}")
         value = int(whole) * 10**exponent + (int(fraction) * 10 ** (exponent - len(fraction)) if fraction else 0)
-        return value if value > 0 else check_positive_amount(value, field)
+        return _not_above_max(value, raw, field) if value > 0 else check_positive_amount(value, field)
     try:
         value = Decimal(raw)
     except InvalidOperation:
         raise RuleViolation(field, "decimal_amount", f"{raw!r} is not a decimal number (use '.' as decimal point, no separators)") from None
     if not value.is_finite():
         raise RuleViolation(field, "decimal_amount", f"{raw!r} is not a finite amount")
+    if value > 0 and value.adjusted() + exponent > 15:
+        raise RuleViolation(field, "max_amount", f"{raw!r} is above the largest amount accepted ({MAX_MINOR} minor units)")
     scaled = value.scaleb(exponent)
     if scaled != scaled.to_integral_value():
         raise RuleViolation(field, "minor_unit_precision", f"{raw!r} has more than {exponent} decimals for {currency}")
-    return check_positive_amount(int(scaled), field)
+    return _not_above_max(check_positive_amount(int(scaled), field), raw, field)
 
 
 def format_minor(amount_minor: int, currency: str) -> str:

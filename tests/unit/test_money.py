@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from domain.errors import RuleViolation
@@ -49,13 +49,19 @@ def _by_decimal(text: str, currency: str) -> tuple[str, object]:
         return "rule", "decimal_amount"
     if not value.is_finite():
         return "rule", "decimal_amount"
+    if value > 0 and value.adjusted() + exponent > 15:
+        return "rule", "max_amount"
     scaled = value.scaleb(exponent)
     if scaled != scaled.to_integral_value():
         return "rule", "minor_unit_precision"
-    return ("value", int(scaled)) if scaled > 0 else ("rule", "positive")
+    if scaled <= 0:
+        return "rule", "positive"
+    return ("value", int(scaled)) if scaled <= 10**15 else ("rule", "max_amount")
 
 
 @given(st.text(alphabet="0123456789.٣ -+e", max_size=12), st.sampled_from(["EUR", "JPY", "KWD"]))
+@example("9e999999999", "EUR")  # found by hypothesis: once overflowed Decimal and built a giant int
+@example("1" * 30, "EUR")
 def test_the_integer_fast_path_agrees_with_decimal_arithmetic(text, currency):
     try:
         got: tuple[str, object] = ("value", parse_decimal_amount(text, currency))
