@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +51,7 @@ class Envelope:
     state: bytes
 
 
-class Projection:
+class Projection(ABC):
     """Base class of read models. Subclasses set ``name`` and implement the hooks."""
 
     name: ClassVar[str] = ""
@@ -72,9 +73,10 @@ class Projection:
     def drop(self, tx: Tx) -> None:
         """Drop the view's tables (used by rebuild)."""
 
+    @abstractmethod
     def handle(self, tx: Tx, batch: Sequence[Envelope]) -> None:
-        """Apply a batch of events in stream order, inside the runner's transaction."""
-        raise NotImplementedError
+        """Apply a batch of events in stream order, inside the runner's transaction.
+        Every projection implements it; a class without it cannot be instantiated."""
 
     def wants(self, topic: str) -> bool:
         return self.event_types is None or issubclass(class_of(topic), self.event_types)
