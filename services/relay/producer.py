@@ -122,13 +122,16 @@ class BatchProducer:
         if not future.is_done:
             raise PublishFailed(f"no answer from the broker ({what}) within {self.timeout_ms} ms")
         if future.failed():
-            raise future.exception
+            exc = future.exception
+            if isinstance(exc, Errors.UnknownTopicOrPartitionError):
+                raise PublishFailed(f"{what}: a topic does not exist ({exc})") from exc
+            raise exc
         return future.value
 
     def partition_count(self, topic: str) -> int:
         partitions = self._cluster.partitions_for_topic(topic)
         if not partitions:
-            self._wait(self._cluster.request_update(), "metadata")
+            self._wait(self._cluster.add_topic(topic), f"metadata of {topic!r}")
             partitions = self._cluster.partitions_for_topic(topic)
             if not partitions:
                 raise PublishFailed(f"topic {topic!r} does not exist")
