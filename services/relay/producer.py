@@ -54,8 +54,6 @@ MAX_BATCH_BYTES = 1_000_000
 MAX_REQUEST_BYTES = 8 << 20
 #: Requests to one broker at once (kafka-python pauses a connection at 5 in flight).
 MAX_IN_FLIGHT = 4
-#: Per-record framing bound beyond key and value (length, attributes, deltas, lengths).
-RECORD_OVERHEAD = 16
 ACKS_ALL = -1
 SEQUENCE_MASK = 0x7FFFFFFF
 #: Partition errors that mean the message is already there (an idempotent retry).
@@ -167,18 +165,10 @@ class BatchProducer:
             backoff = min(backoff * 2, 1.0)
 
     def _chunks(self, pairs: Pairs) -> list[_Chunk]:
-        """The partition's records in batches of at most MAX_BATCH_BYTES."""
-        chunks, start, size = [], 0, 0
-        headers = self.headers
-        extra = RECORD_OVERHEAD + len(headers)
-        for i, (key, value) in enumerate(pairs):
-            record = len(key) + len(value) + extra
-            if size + record > MAX_BATCH_BYTES and i > start:
-                chunks.append(_Chunk(encode_records(pairs[start:i], headers), i - start))
-                start, size = i, 0
-            size += record
-        chunks.append(_Chunk(encode_records(pairs[start:], headers), len(pairs) - start))
-        chunks.reverse()  # pop() from the end
+        """The partition's records in batches of at most MAX_BATCH_BYTES, last first
+        (the queue is popped from the end)."""
+        chunks = [_Chunk(body, count) for body, count in encode_records(pairs, self.headers, MAX_BATCH_BYTES)]
+        chunks.reverse()
         return chunks
 
     def _framed(self, tp: tuple[str, int], chunk: _Chunk) -> bytes:

@@ -72,24 +72,41 @@ def length_prefixed(data: bytes) -> bytes:
     return varint(len(data)) + data
 
 
-def encode_records(pairs: Sequence[tuple[bytes, bytes]], headers: bytes) -> bytes:
-    """The records section of a batch: ``pairs`` are (length-prefixed key, value) in
-    offset order, ``headers`` the :func:`encode_headers` section shared by all records.
+def encode_records(pairs: Sequence[tuple[bytes, bytes]], headers: bytes, limit: int = 1 << 62) -> list[tuple[bytes, int]]:
+    """The records sections of one partition's batches: ``pairs`` are (length-prefixed
+    key, value) in order, ``headers`` the :func:`encode_headers` section shared by all
+    records. Returns ``(records, count)`` per batch, each batch at most ``limit`` bytes
+    with its header (a single larger record goes alone).
 
     Written as one flat loop over local names (no method call per record): this is the
     per-message cost of the relay's send path, about a tenth of kafka-python's
     ``DefaultRecordBatchBuilder.append`` (measured 0.25 us against 2.2 us a record)."""
     table, small = _VARINTS, _SMALL
     fixed = 2 + len(headers)  # attributes and timestampDelta (b"\0\0"), headers
+    room = limit - HEADER_SIZE
+    batches: list[tuple[bytes, int]] = []
     parts: list[bytes] = []
     add = parts.extend
-    for offset, (key, value) in enumerate(pairs):
+    offset = size = 0
+    for key, value in pairs:
         n = len(value)
-        offset_delta = table[offset] if offset < small else varint(offset)
         value_length = table[n] if n < small else varint(n)
-        body = fixed + len(offset_delta) + len(key) + len(value_length) + n
-        add((table[body] if body < small else varint(body), b"\0\0", offset_delta, key, value_length, value, headers))
-    return b"".join(parts)
+        while True:
+            offset_delta = table[offset] if offset < small else varint(offset)
+            body = fixed + len(offset_delta) + len(key) + len(value_length) + n
+            length = table[body] if body < small else varint(body)
+            if size + len(length) + body <= room or not offset:
+                break
+            batches.append((b"".join(parts), offset))  # full: this record starts the next batch
+            parts = []
+            add = parts.extend
+            offset = size = 0
+        add((length, b"\0\0", offset_delta, key, value_length, value, headers))
+        offset += 1
+        size += len(length) + body
+    if offset:
+        batches.append((b"".join(parts), offset))
+    return batches
 
 
 def frame(body: bytes, count: int, timestamp_ms: int, producer_id: int = NO_PRODUCER_ID, producer_epoch: int = NO_PRODUCER_EPOCH, base_sequence: int = NO_SEQUENCE) -> bytes:

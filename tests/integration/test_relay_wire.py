@@ -30,17 +30,34 @@ def test_a_record_batch_reads_back_with_kafka_pythons_reader():
     # 20,000 records: offset deltas past the two-byte varint table; values up to 40 kB
     pairs = [(f"C{i % 37}".encode(), b"v" * (i * 2 % 40_000)) for i in range(20_000)]
     now = int(time.time() * 1000)
-    batch = decoded(frame(encode_records([(length_prefixed(k), v) for k, v in pairs], encode_headers(HEADERS)), len(pairs), now, 42, 3, 7))
+    [(records, count)] = encode_records([(length_prefixed(k), v) for k, v in pairs], encode_headers(HEADERS))
+    assert count == len(pairs)
+    batch = decoded(frame(records, count, now, 42, 3, 7))
     assert (batch.magic, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.compression_type) == (2, 42, 3, 7, 0)
     records = list(batch)
     assert [(r.offset, r.key, r.value, r.headers, r.timestamp) for r in records] == [(i, k, v, HEADERS, now) for i, (k, v) in enumerate(pairs)]
 
 
 def test_a_batch_without_producer_id_and_with_an_empty_key():
-    batch = decoded(frame(encode_records([(length_prefixed(b""), b"x")], encode_headers([])), 1, 5))
+    [(records, count)] = encode_records([(length_prefixed(b""), b"x")], encode_headers([]))
+    batch = decoded(frame(records, count, 5))
     assert (batch.producer_id, batch.base_sequence) == (-1, -1)
     [record] = list(batch)
     assert (record.key, record.value, record.headers) == (b"", b"x", [])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=200), st.integers(min_value=200, max_value=20_000))
+def test_records_are_split_into_batches_under_the_limit_in_order(sizes, limit):
+    pairs = [(length_prefixed(b"k%d" % i), b"%d:" % i + b"v" * size) for i, size in enumerate(sizes)]
+    batches = [frame(records, count, 1) for records, count in encode_records(pairs, encode_headers(HEADERS), limit)]
+    records = []
+    for batch in batches:
+        found = list(decoded(batch))
+        assert len(batch) <= limit or len(found) == 1  # only a record bigger than the limit goes over it, alone
+        assert [r.offset for r in found] == list(range(len(found)))
+        records += found
+    assert [(r.key, r.value) for r in records] == [(b"k%d" % i, b"%d:" % i + b"v" * size) for i, size in enumerate(sizes)]
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
