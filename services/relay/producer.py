@@ -75,6 +75,16 @@ class _Chunk:
         self.body, self.count, self.framed = body, count, b""
 
 
+class InFlight:
+    """A :meth:`BatchProducer.send` not yet acknowledged: what is left per partition,
+    the requests on the wire, and the delivery deadline."""
+
+    __slots__ = ("queues", "sent", "deadline")
+
+    def __init__(self, queues: dict[tuple[str, int], list[_Chunk]], sent: list, deadline: float) -> None:
+        self.queues, self.sent, self.deadline = queues, sent, deadline
+
+
 class BatchProducer:
     def __init__(self, bootstrap_servers: list[str], client_id: str, *, timeout_ms: int = 15000, headers: bytes, idempotent: bool = True) -> None:
         self.timeout_ms = timeout_ms
@@ -147,22 +157,33 @@ class BatchProducer:
         """Send every partition's records (``(length-prefixed key, value)`` pairs, in
         order) and return once the broker acknowledged all of them; raises
         :class:`PublishFailed` otherwise."""
+        self.wait(self.send(batches))
+
+    def send(self, batches: dict[tuple[str, int], Pairs]) -> InFlight:
+        """Encode and send the first batch of every partition; :meth:`wait` finishes.
+        The caller may do other work in between (the relay reads and encodes its next
+        batch), but must not send anything else to these partitions before waiting."""
         queues = {tp: self._chunks(pairs) for tp, pairs in batches.items() if pairs}
-        deadline = time.monotonic() + self.delivery_timeout
+        return InFlight(queues, self._send_round(queues), time.monotonic() + self.delivery_timeout)
+
+    def wait(self, flight: InFlight) -> None:
+        """Until every record of ``flight`` is acknowledged: answers, retries, backoff."""
+        queues, sent, deadline = flight.queues, flight.sent, flight.deadline
         backoff = 0.1
         while queues:
-            sent = self._send_round(queues)
             retry = self._await(sent, queues, deadline)
             if not queues:
                 return
             if time.monotonic() >= deadline:
                 raise PublishFailed(f"broker did not acknowledge the batch within {self.delivery_timeout:.1f} s: {retry or 'no leader'}")
-            # something must be retried (or had no leader): refresh the metadata meanwhile
-            self._net.poll(timeout_ms=backoff * 1000, future=self._cluster.request_update())
-            remaining = deadline - time.monotonic()
-            if remaining > 0:
-                self._net.poll(timeout_ms=min(backoff, remaining) * 1000)
-            backoff = min(backoff * 2, 1.0)
+            if retry or not sent:
+                # something failed or had no leader: refresh the metadata while backing off
+                self._cluster.request_update()
+                wake = min(time.monotonic() + backoff, deadline)
+                while (left := wake - time.monotonic()) > 0:
+                    self._net.poll(timeout_ms=left * 1000)
+                backoff = min(backoff * 2, 1.0)
+            sent = self._send_round(queues)
 
     def _chunks(self, pairs: Pairs) -> list[_Chunk]:
         """The partition's records in batches of at most MAX_BATCH_BYTES, last first

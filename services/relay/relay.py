@@ -44,6 +44,8 @@ log = structlog.get_logger("arledger.relay")
 
 POSITIONS_DDL = "CREATE TABLE IF NOT EXISTS relay_positions (name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"
 LAG_LOG_INTERVAL = 10.0
+#: Batches ``run_forever`` publishes between its looks at the clock (lag log) and ``stop``.
+BATCHES_PER_TURN = 10
 #: Customers whose key and partitions are remembered (murmur2 is pure Python in kafka-python).
 KEY_CACHE_SIZE = 1_000_000
 
@@ -131,10 +133,44 @@ class Relay:
     def publish_batch(self) -> int:
         """Publish the next batch and commit its position; returns stream positions
         advanced (0 when caught up). Raises if the broker did not acknowledge it all."""
+        return self.publish(max_batches=1)
+
+    def drain(self) -> int:
+        """Publish until the relay has reached the head of the stream (no retries)."""
+        return self.publish()
+
+    def publish(self, max_batches: int | None = None, stop: threading.Event | None = None) -> int:
+        """Publish batch after batch until caught up (or ``max_batches`` were, or ``stop``
+        is set), storing each batch's position once the broker acknowledged all of it;
+        returns stream positions advanced.
+
+        Pipelined: while the broker stores batch N, batch N+1 is read and encoded. It is
+        sent only after N was acknowledged and its position stored, so there is never
+        more than one batch in flight and each customer's order holds."""
         after = self.position()
+        batch = self._prepare(after)
+        advanced = batches = 0
+        while batch is not None:
+            last, messages, count, rows = batch
+            assert self.producer is not None
+            flight = self.producer.send(messages)
+            batches += 1
+            following = None
+            if (max_batches is None or batches < max_batches) and not (stop is not None and stop.is_set()):
+                following = self._prepare(last)
+            self.producer.wait(flight)
+            self._commit(after, last)
+            self.published += count
+            advanced += rows
+            after, batch = last, following
+        return advanced
+
+    def _prepare(self, after: int) -> tuple[int, dict[tuple[str, int], list[tuple[bytes, bytes]]], int, int] | None:
+        """The batch after ``after``: (its last position, messages per topic partition,
+        message count, stream rows read); None when caught up."""
         rows = self.stream.after(after, self.batch_size)
         if not rows:
-            return 0
+            return None
         self.connect()
         producer = self.producer
         assert producer is not None
@@ -164,19 +200,9 @@ class Relay:
             if template[0].name in overdue_names:
                 overdue[overdue_partition].append((prefixed, value))
                 sent += 1
-        batches = {(events_topic, p): pairs for p, pairs in enumerate(events) if pairs}
-        batches.update(((overdue_topic, p), pairs) for p, pairs in enumerate(overdue) if pairs)
-        producer.publish(batches)
-        self._commit(after, rows[-1][0])
-        self.published += sent
-        return len(rows)
-
-    def drain(self) -> int:
-        """Publish until the relay has reached the head of the stream (no retries)."""
-        total = 0
-        while advanced := self.publish_batch():
-            total += advanced
-        return total
+        messages = {(events_topic, p): pairs for p, pairs in enumerate(events) if pairs}
+        messages.update(((overdue_topic, p), pairs) for p, pairs in enumerate(overdue) if pairs)
+        return rows[-1][0], messages, sent, len(rows)
 
     def run_forever(self, stop: threading.Event, poll_interval: float = 0.2) -> None:
         """Follow the stream until ``stop`` is set, retrying with exponential backoff
@@ -186,7 +212,7 @@ class Relay:
         while not stop.is_set():
             try:
                 self.connect()  # topics exist from the start, even before the first event
-                advanced = self.publish_batch()
+                advanced = self.publish(max_batches=BATCHES_PER_TURN, stop=stop)
             except Exception as exc:  # noqa: BLE001 - any failure: drop the connection, back off, retry
                 failures += 1
                 self.disconnect()
