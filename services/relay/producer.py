@@ -145,6 +145,14 @@ class BatchProducer:
                 raise PublishFailed(f"topic {topic!r} does not exist")
         return len(partitions)
 
+    def idle(self, seconds: float) -> None:
+        """Wait up to ``seconds`` while there is nothing to send, tending the connections
+        meanwhile: a broker closing an idle connection, kafka-python's own idle check and
+        the periodic metadata refresh are handled now, so the next batch (say the
+        overdue events of tomorrow's clock tick) goes out on a live connection instead of
+        failing on a dead one and waiting for a retry."""
+        self._net.poll(timeout_ms=seconds * 1000)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -229,9 +229,19 @@ class Relay:
                 log.info("relay_lag", relay=self.name, published=self.published, **self._safe_lag())
                 last_lag_log = now
             if not advanced:
-                stop.wait(poll_interval)
+                self._idle(stop, poll_interval)
         self.disconnect()
         log.info("relay_stopped", relay=self.name, published=self.published)
+
+    def _idle(self, stop: threading.Event, seconds: float) -> None:
+        """Caught up: look at the stream again in ``seconds`` (or at ``stop``); the
+        producer's connections are tended meanwhile."""
+        deadline = time.monotonic() + seconds
+        producer = self.producer
+        while producer is not None and not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            producer.idle(min(left, 0.05))
+        if producer is None:
+            stop.wait(seconds)
 
     def _safe_lag(self) -> dict[str, int]:
         try:
