@@ -26,7 +26,6 @@ import random
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from kafka.partitioner.default import murmur2
