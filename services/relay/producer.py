@@ -183,7 +183,8 @@ class BatchProducer:
             if not queues:
                 return
             if time.monotonic() >= deadline:
-                raise PublishFailed(f"broker did not acknowledge the batch within {self.delivery_timeout:.1f} s: {retry or 'no leader'}")
+                waiting = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(queues))
+                raise PublishFailed(f"broker did not acknowledge the batch within {self.delivery_timeout:.1f} s: {retry or 'no leader known'} (waiting: {waiting})")
             if retry or not sent:
                 # something failed or had no leader: refresh the metadata while backing off
                 self._cluster.request_update()

@@ -121,3 +121,38 @@ def test_a_broker_that_is_down_fails_the_publish_within_the_delivery_timeout(pri
         assert time.monotonic() - started < 2 * 1000 / 1000 + 2  # the delivery timeout, plus one backoff
     finally:
         p.close()
+
+
+def test_a_restarted_broker_that_lost_the_producer_refuses_it_at_once_and_a_new_producer_goes_on(private_kafka_broker, kafka_topics):
+    topic = kafka_topics["kafka_events_topic"]
+    create_topic(private_kafka_broker.bootstrap, topic, 2)
+    p = producer(private_kafka_broker.bootstrap, [topic], timeout_ms=2000)
+    try:
+        p.publish({(topic, 0): pairs("before", 3)})
+        private_kafka_broker.restart()  # in memory: topics and producer ids are gone
+        create_topic(private_kafka_broker.bootstrap, topic, 2)
+        started = time.monotonic()
+        with pytest.raises(PublishFailed, match=r"\[0\]: UnknownProducerIdError"):
+            p.publish({(topic, 0): pairs("after", 3)})  # sequence 3 of a producer the broker never saw
+        assert time.monotonic() - started < 2  # not retried: the relay reconnects with a new producer
+    finally:
+        p.close()
+    fresh = producer(private_kafka_broker.bootstrap, [topic])
+    try:
+        fresh.publish({(topic, 0): pairs("after", 3)})
+    finally:
+        fresh.close()
+    records = read_topic(private_kafka_broker.bootstrap, topic, at_least=3)
+    assert [r.value.split(b":")[0] for r in records] == [b"after-0", b"after-1", b"after-2"]
+
+
+def test_a_partition_without_a_leader_is_retried_until_the_delivery_timeout_and_named(kafka_broker, kafka_topics):
+    topic = kafka_topics["kafka_events_topic"]
+    create_topic(kafka_broker.bootstrap, topic, 2)
+    p = producer(kafka_broker.bootstrap, [topic], timeout_ms=500)
+    try:
+        with pytest.raises(PublishFailed, match=rf"no leader known \(waiting: {topic}\[7\]\)"):
+            p.publish({(topic, 0): pairs("ok", 2), (topic, 7): pairs("nowhere", 2)})
+    finally:
+        p.close()
+    assert len(read_topic(kafka_broker.bootstrap, topic, at_least=2)) == 2  # the partition that exists got its records
