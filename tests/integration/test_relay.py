@@ -15,6 +15,7 @@ import jsonschema_rs
 import msgspec
 import pytest
 import structlog
+from kafka.partitioner.default import murmur2
 
 from domain import commands as c
 from projections.db import ViewDatabase
@@ -77,6 +78,8 @@ def test_every_public_event_is_published_once_as_a_cloudevent(kafka_app):
     for record in records:
         assert dict(record.headers) == {"content-type": CONTENT_TYPE.encode()}
         ce = from_message(record.value)
+        assert msgspec.json.encode(ce) == record.value  # the CloudEvent struct's own encoding
+        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % 3  # DefaultPartitioner's (kafka-python's and Java's) choice
         position, state = by_id[ce.id]
         data = msgspec.json.decode(ce.data)
         assert bytes(ce.data) == state  # the data is the stored event, byte for byte
