@@ -52,7 +52,11 @@ CHAIN_DEFINITION = "sha256(prev_chain_hash || sha256(event bytes) || position as
 #: else the first of its lines'); ``audit_trail_invoices`` holds any further ones.
 COLUMNS = ("position", "chain_hash", "public", "recorded_at", "customer_id", "actor", "invoice_number")
 
-_INSERT = f"INSERT INTO audit_trail ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_ROW = f"({', '.join('?' * len(COLUMNS))})"
+_INSERT = f"INSERT INTO audit_trail ({', '.join(COLUMNS)}) VALUES {_ROW}"
+#: Rows per INSERT statement: one statement step per 100 rows instead of per row.
+_PER_STATEMENT = 100
+_INSERT_MANY = f"INSERT INTO audit_trail ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW] * _PER_STATEMENT)}"
 _INSERT_INVOICE = "INSERT INTO audit_trail_invoices (position, invoice_number) VALUES (?, ?)"
 
 _BASE_FIELDS = {"originator_id", "originator_version", "event_id", "recorded_at", "actor", "correlation_id", "causation_id", "customer_id", "invoice_number"}
@@ -176,14 +180,16 @@ class _Kind(msgspec.Struct, frozen=True):
     decode: Any
     public: int
     plain: bool  # no lines and not a claim: the invoice is ``invoice_number`` alone
+    claim: bool  # a reference claim: the invoice is the reference claimed, if of an invoice
 
 
 @cache
 def kind_of(topic: str) -> _Kind:
     cls = class_of(topic)
     light = trail_struct(cls)
-    plain = not shape_of(cls).line_fields and not issubclass(cls, ReferenceClaimed)
-    return _Kind(cls, light, msgspec.json.Decoder(light).decode, shape_of(cls).public, plain)
+    claim = issubclass(cls, ReferenceClaimed) and not shape_of(cls).line_fields
+    plain = not shape_of(cls).line_fields and not claim
+    return _Kind(cls, light, msgspec.json.Decoder(light).decode, shape_of(cls).public, plain, claim)
 
 
 def _line_invoice(line: Any) -> Any:
@@ -238,6 +244,8 @@ def row_fields(kind: _Kind, event: Any) -> tuple[int, str, Any, Any, str | None,
     light event: what the trail row says besides its position and hash."""
     if kind.plain:
         invoice, extra = event.invoice_number, []
+    elif kind.claim:
+        invoice, extra = event.reference if event.kind == "invoice" else event.invoice_number, []
     else:
         invoice, extra = split_links(*invoices_of(event, kind.cls))
     return kind.public, recorded_text(event.recorded_at), event.customer_id, event.actor, invoice, extra
@@ -251,7 +259,6 @@ class AuditTrail(Projection):
     indexes = (
         "CREATE INDEX IF NOT EXISTS audit_trail_recorded_at ON audit_trail (recorded_at)",
         "CREATE INDEX IF NOT EXISTS audit_trail_customer ON audit_trail (customer_id) WHERE customer_id IS NOT NULL",
-        "CREATE INDEX IF NOT EXISTS audit_trail_actor ON audit_trail (actor)",
         "CREATE INDEX IF NOT EXISTS audit_trail_invoice ON audit_trail (invoice_number) WHERE invoice_number IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS audit_trail_invoices_number ON audit_trail_invoices (invoice_number, position)",
     )
@@ -276,12 +283,19 @@ class AuditTrail(Projection):
         tx.execute("DROP TABLE IF EXISTS audit_trail")
 
     def handle(self, tx: Tx, batch: Sequence[Envelope]) -> None:
+        """Chain the batch onto the last row and write one row per event.
+
+        This is the whole cost of the trail in a rebuild, so it is written for speed:
+        light events (``decode_as``), one flat parameter list inserted 100 rows per
+        statement, hashes bound as ``bytearray`` (which sqlite3 binds without looking
+        for an adapter, unlike ``bytes``), recorded times converted once per distinct
+        value (the events of one command share theirs)."""
         last = tx.execute("SELECT chain_hash FROM audit_trail ORDER BY position DESC LIMIT 1").fetchone()
         prev = bytes(last[0]) if last else GENESIS
         sha256 = hashlib.sha256
         kinds: dict[str, _Kind] = {}
-        rows: list[tuple[Any, ...]] = []
-        append = rows.append
+        times: dict[str, str] = {}
+        flat: list[Any] = []
         links: list[tuple[int, str]] = []
         for env in batch:
             position, topic, event = env.position, env.topic, env.event
@@ -291,15 +305,22 @@ class AuditTrail(Projection):
             prev = sha256(prev + sha256(env.state).digest() + position.to_bytes(8, "big")).digest()
             if type(event) is not kind.light:  # a runner that did not honour decode_as
                 event = kind.decode(env.state)
-            at = event.recorded_at
-            at = at[:-1] + "+00:00" if len(at) == 27 and at[-1] == "Z" else recorded_text(at)
+            at = times.get(event.recorded_at)
+            if at is None:
+                at = times[event.recorded_at] = recorded_text(event.recorded_at)
             if kind.plain:
-                append((position, prev, kind.public, at, event.customer_id, event.actor, event.invoice_number))
+                invoice = event.invoice_number
+            elif kind.claim:
+                invoice = event.reference if event.kind == "invoice" else event.invoice_number
             else:
                 invoice, extra = split_links(*invoices_of(event, kind.cls))
-                append((position, prev, kind.public, at, event.customer_id, event.actor, invoice))
                 links.extend((position, number) for number in extra)
-        tx.executemany(_INSERT, rows)
+            flat += (position, bytearray(prev), kind.public, at, event.customer_id, event.actor, invoice)
+        width = len(COLUMNS)
+        step = width * _PER_STATEMENT
+        whole = len(flat) - len(flat) % step
+        tx.executemany(_INSERT_MANY, [flat[i : i + step] for i in range(0, whole, step)])
+        tx.executemany(_INSERT, [flat[i : i + width] for i in range(whole, len(flat), width)])
         tx.executemany(_INSERT_INVOICE, links)
 
 
