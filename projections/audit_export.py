@@ -83,7 +83,6 @@ def parse_time(text: str) -> str:
 def _where(filters: ExportFilters, position: int) -> tuple[str, list[Any]]:
     clauses, params = ["t.position <= ?"], [position]
     for sql, value in (
-        ("t.recorded_at >= ?", filters.from_time), ("t.recorded_at < ?", filters.to_time),
         ("t.customer_id = ?", filters.customer_id), ("t.actor = ?", filters.actor),
         ("t.position IN (SELECT i.position FROM audit_trail i WHERE i.invoice_number = ?"
          " UNION ALL SELECT x.position FROM audit_trail_invoices x WHERE x.invoice_number = ?)", filters.invoice_number),
@@ -98,16 +97,50 @@ def _where(filters: ExportFilters, position: int) -> tuple[str, list[Any]]:
 
 def rows(db: Any, stored: StoredRows, filters: ExportFilters, position: int, page: int = 2_000, after: int = 0) -> Iterator[dict[str, Any]]:
     """Export rows in stream order after position ``after``: the trail's chain hashes, and
-    every other column read from the stored event itself (its canonical text included)."""
+    every other column read from the stored event itself (its canonical text included).
+
+    A time filter reads only the spans of the time index whose recorded times meet the
+    range, and keeps the events recorded in it by their own ``recorded_at`` (an event
+    whose stored bytes no longer decode is kept: its row shows the damage)."""
     where, params = _where(filters, position)
-    while True:
-        batch = db.query(f"{_SELECT} WHERE {where} AND t.position > ? ORDER BY t.position LIMIT ?", (*params, after, page))
-        if not batch:
-            return
-        found = stored.at(r[0] for r in batch)
-        for p, public, chain, prev in batch:
-            yield export_row(p, bool(public), bytes(prev) if prev is not None else GENESIS, bytes(chain), found.get(p))
-        after = batch[-1][0]
+    timed = filters.from_time is not None or filters.to_time is not None
+    for low, high in time_ranges(db, filters, position) if timed else [(0, position)]:
+        after = max(after, low - 1)
+        while after < high:
+            batch = db.query(f"{_SELECT} WHERE {where} AND t.position > ? AND t.position <= ? ORDER BY t.position LIMIT ?",
+                             (*params, after, high, page))
+            if not batch:
+                break
+            found = stored.at(r[0] for r in batch)
+            for p, public, chain, prev in batch:
+                row = export_row(p, bool(public), bytes(prev) if prev is not None else GENESIS, bytes(chain), found.get(p))
+                if not timed or _in_time(row["recorded_at"], filters):
+                    yield row
+            after = batch[-1][0]
+
+
+def _in_time(at: str | None, filters: ExportFilters) -> bool:
+    if at is None:
+        return True
+    return (filters.from_time is None or at >= filters.from_time) and (filters.to_time is None or at < filters.to_time)
+
+
+def time_ranges(db: Any, filters: ExportFilters, position: int) -> list[tuple[int, int]]:
+    """Position ranges (inclusive, up to ``position``) of the time-index spans that may
+    hold events recorded in the filter's range; consecutive spans are merged."""
+    spans = db.query("SELECT first_position, last_position, earliest, latest FROM audit_trail_spans WHERE first_position <= ?"
+                     " ORDER BY first_position", (position,))
+    out: list[tuple[int, int]] = []
+    joined = False
+    for first, last, earliest, latest in spans:
+        meets = (filters.from_time is None or latest >= filters.from_time) and (filters.to_time is None or earliest < filters.to_time)
+        if meets:
+            if joined:
+                out[-1] = (out[-1][0], min(last, position))
+            else:
+                out.append((first, min(last, position)))
+        joined = meets
+    return out
 
 
 @cache
@@ -151,11 +184,35 @@ def header(db: Any, filters: ExportFilters, position: int) -> dict[str, Any]:
     }
 
 
-def position_known_at(db: Any, known_at: str, trail_position: int) -> int:
+class _Recorded(msgspec.Struct, gc=False):
+    recorded_at: str
+
+
+_decode_recorded = msgspec.json.Decoder(_Recorded).decode
+
+
+def position_known_at(db: Any, stored: StoredRows, known_at: str, trail_position: int, chunk: int = 500) -> int:
     """The stream position of the last event recorded at or before ``known_at`` (UTC text):
-    ``--known-at T`` exports exactly what ``--at-position`` that position does."""
-    rows = db.query("SELECT MAX(position) FROM audit_trail WHERE recorded_at <= ? AND position <= ?", (known_at, trail_position))
-    return int(rows[0][0] or 0)
+    ``--known-at T`` exports exactly what ``--at-position`` that position does.
+
+    That event is in the last span of the time index whose earliest time is at or
+    before ``known_at`` (every later span starts after it): its events are read from
+    the store, newest first, until one was recorded by then."""
+    spans = db.query("SELECT first_position, last_position FROM audit_trail_spans WHERE earliest <= ? AND first_position <= ?"
+                     " ORDER BY first_position DESC", (known_at, trail_position))
+    for first, last in spans:
+        positions = [r[0] for r in db.query("SELECT position FROM audit_trail WHERE position >= ? AND position <= ? ORDER BY position DESC",
+                                            (first, min(last, trail_position)))]
+        for i in range(0, len(positions), chunk):
+            found = stored.at(positions[i : i + chunk])
+            for p in positions[i : i + chunk]:
+                try:
+                    at = recorded_text(_decode_recorded(found[p][1]).recorded_at) if p in found else None
+                except (msgspec.DecodeError, ValueError):
+                    at = None
+                if at is not None and at <= known_at:
+                    return int(p)
+    return 0
 
 
 def write_export(db: Any, stored: StoredRows, out: BinaryIO, *, fmt: str, filters: ExportFilters, trail_position: int,

@@ -21,12 +21,16 @@ from the store's raw rows, and an auditor who records the head (``HASH@POSITION`
 ``arledger audit anchor``) can later prove that nothing up to it was rewritten.
 
 What a trail row keeps (table version 2) is only what the chain and the export filters
-need: the position, the raw 32-byte chain hash, and the filter columns (public, recorded
-time, customer, actor, the invoice it touches; rare further invoices of credit-note,
-write-off and reversal lines in ``audit_trail_invoices``). Everything else an export
-shows (ids, type, aggregate, document reference, business date, the event digest) is in
-the stored event itself, which the export reads by position anyway: writing it into the
-view on every event cost most of the rebuild, for columns only an export reads.
+need: the position, the raw 32-byte chain hash, and the filter columns (public, customer,
+actor, the invoice it touches; rare further invoices of credit-note, write-off and
+reversal lines in ``audit_trail_invoices``). Recorded times are kept per *span* of
+consecutive positions (``audit_trail_spans``: first and last position, earliest and
+latest recorded time): events are recorded in nearly stream order, so a time range maps
+to a few spans, whose events the export then filters exactly by their own
+``recorded_at``. Everything else an export shows (ids, type, aggregate, document
+reference, business date, the event digest) is in the stored event itself, which the
+export reads by position anyway: writing it into the view on every event cost most of
+the rebuild, for columns only an export reads.
 """
 
 from __future__ import annotations
@@ -50,7 +54,10 @@ CHAIN_DEFINITION = "sha256(prev_chain_hash || sha256(event bytes) || position as
 
 #: One row per stored event. ``invoice_number`` is the invoice the event touches (its own,
 #: else the first of its lines'); ``audit_trail_invoices`` holds any further ones.
-COLUMNS = ("position", "chain_hash", "public", "recorded_at", "customer_id", "actor", "invoice_number")
+COLUMNS = ("position", "chain_hash", "public", "customer_id", "actor", "invoice_number")
+#: A span grows by whole batches up to this many events (a live runner's small batches
+#: are gathered; a rebuild's batches of 10,000 make one span each).
+SPAN_EVENTS = 4_096
 
 _ROW = f"({', '.join('?' * len(COLUMNS))})"
 _INSERT = f"INSERT INTO audit_trail ({', '.join(COLUMNS)}) VALUES {_ROW}"
@@ -239,16 +246,17 @@ def describe(event: Any, cls: type | None = None) -> tuple[str | None, str | Non
     return invoice, ref, business, linked
 
 
-def row_fields(kind: _Kind, event: Any) -> tuple[int, str, Any, Any, str | None, list[str]]:
-    """(public, recorded_at, customer_id, actor, invoice_number, further invoices) of a
-    light event: what the trail row says besides its position and hash."""
+def row_fields(kind: _Kind, event: Any) -> tuple[int, Any, Any, str | None, list[str], str]:
+    """(public, customer_id, actor, invoice_number, further invoices, recorded_at) of a
+    light event: what the trail row says besides its position and hash, the invoices
+    in ``audit_trail_invoices`` and the time its span covers."""
     if kind.plain:
         invoice, extra = event.invoice_number, []
     elif kind.claim:
         invoice, extra = event.reference if event.kind == "invoice" else event.invoice_number, []
     else:
         invoice, extra = split_links(*invoices_of(event, kind.cls))
-    return kind.public, recorded_text(event.recorded_at), event.customer_id, event.actor, invoice, extra
+    return kind.public, event.customer_id, event.actor, invoice, extra, recorded_text(event.recorded_at)
 
 
 class AuditTrail(Projection):
@@ -257,7 +265,6 @@ class AuditTrail(Projection):
     event_types = None  # every stored event: the chain must cover all of them
     decode_as = {cls: trail_struct(cls) for cls in all_event_types()}
     indexes = (
-        "CREATE INDEX IF NOT EXISTS audit_trail_recorded_at ON audit_trail (recorded_at)",
         "CREATE INDEX IF NOT EXISTS audit_trail_customer ON audit_trail (customer_id) WHERE customer_id IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS audit_trail_invoice ON audit_trail (invoice_number) WHERE invoice_number IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS audit_trail_invoices_number ON audit_trail_invoices (invoice_number, position)",
@@ -268,7 +275,13 @@ class AuditTrail(Projection):
         key, blob = ("INTEGER PRIMARY KEY", "BLOB") if tx.db.dialect == "sqlite" else ("BIGINT PRIMARY KEY", "BYTEA")
         tx.execute(
             f"CREATE TABLE IF NOT EXISTS audit_trail (position {key}, chain_hash {blob} NOT NULL, public INTEGER NOT NULL,"
-            " recorded_at TEXT NOT NULL, customer_id TEXT, actor TEXT NOT NULL, invoice_number TEXT)"
+            " customer_id TEXT, actor TEXT NOT NULL, invoice_number TEXT)"
+        )
+        # Recorded times per span of consecutive trail rows (the ``--from-time``,
+        # ``--to-time`` and ``--known-at`` filters start from it).
+        tx.execute(
+            f"CREATE TABLE IF NOT EXISTS audit_trail_spans (first_position {key}, last_position BIGINT NOT NULL,"
+            " events BIGINT NOT NULL, earliest TEXT NOT NULL, latest TEXT NOT NULL)"
         )
         # Further invoices of events touching several (lines of credit notes, write-offs,
         # reversals): the ``--invoice`` export filter reads it by invoice, ``verify`` walks
@@ -279,6 +292,7 @@ class AuditTrail(Projection):
         )
 
     def drop(self, tx: Tx) -> None:
+        tx.execute("DROP TABLE IF EXISTS audit_trail_spans")
         tx.execute("DROP TABLE IF EXISTS audit_trail_invoices")
         tx.execute("DROP TABLE IF EXISTS audit_trail")
 
@@ -288,13 +302,14 @@ class AuditTrail(Projection):
         This is the whole cost of the trail in a rebuild, so it is written for speed:
         light events (``decode_as``), one flat parameter list inserted 100 rows per
         statement, hashes bound as ``bytearray`` (which sqlite3 binds without looking
-        for an adapter, unlike ``bytes``), recorded times converted once per distinct
-        value (the events of one command share theirs)."""
+        for an adapter, unlike ``bytes``), recorded times gathered as a set of the JSON
+        texts and converted once each (the events of one command share theirs)."""
         last = tx.execute("SELECT chain_hash FROM audit_trail ORDER BY position DESC LIMIT 1").fetchone()
         prev = bytes(last[0]) if last else GENESIS
         sha256 = hashlib.sha256
         kinds: dict[str, _Kind] = {}
-        times: dict[str, str] = {}
+        times: set[str] = set()
+        seen = times.add
         flat: list[Any] = []
         links: list[tuple[int, str]] = []
         for env in batch:
@@ -305,9 +320,7 @@ class AuditTrail(Projection):
             prev = sha256(prev + sha256(env.state).digest() + position.to_bytes(8, "big")).digest()
             if type(event) is not kind.light:  # a runner that did not honour decode_as
                 event = kind.decode(env.state)
-            at = times.get(event.recorded_at)
-            if at is None:
-                at = times[event.recorded_at] = recorded_text(event.recorded_at)
+            seen(event.recorded_at)
             if kind.plain:
                 invoice = event.invoice_number
             elif kind.claim:
@@ -315,23 +328,39 @@ class AuditTrail(Projection):
             else:
                 invoice, extra = split_links(*invoices_of(event, kind.cls))
                 links.extend((position, number) for number in extra)
-            flat += (position, bytearray(prev), kind.public, at, event.customer_id, event.actor, invoice)
+            flat += (position, bytearray(prev), kind.public, event.customer_id, event.actor, invoice)
         width = len(COLUMNS)
         step = width * _PER_STATEMENT
         whole = len(flat) - len(flat) % step
         tx.executemany(_INSERT_MANY, [flat[i : i + step] for i in range(0, whole, step)])
         tx.executemany(_INSERT, [flat[i : i + width] for i in range(whole, len(flat), width)])
         tx.executemany(_INSERT_INVOICE, links)
+        if batch:
+            recorded = [recorded_text(t) for t in times]
+            extend_spans(tx, batch[0].position, batch[-1].position, len(batch), min(recorded), max(recorded))
 
 
-def trail_row(position: int, topic: str, state: bytes, prev: bytes) -> tuple[tuple[Any, ...], list[str], bytes]:
+def extend_spans(tx: Tx, first: int, last: int, events: int, earliest: str, latest: str) -> None:
+    """Cover positions ``first``..``last`` (recorded between ``earliest`` and ``latest``):
+    widen the last span while it holds fewer than ``SPAN_EVENTS`` events, else open one."""
+    span = tx.execute("SELECT first_position, events, earliest, latest FROM audit_trail_spans ORDER BY first_position DESC LIMIT 1").fetchone()
+    if span is not None and span[1] + events <= SPAN_EVENTS:
+        tx.execute(
+            "UPDATE audit_trail_spans SET last_position = ?, events = ?, earliest = ?, latest = ? WHERE first_position = ?",
+            (last, span[1] + events, min(span[2], earliest), max(span[3], latest), span[0]),
+        )
+    else:
+        tx.execute("INSERT INTO audit_trail_spans (first_position, last_position, events, earliest, latest) VALUES (?, ?, ?, ?, ?)",
+                   (first, last, events, earliest, latest))
+
+
+def trail_row(position: int, topic: str, state: bytes, prev: bytes) -> tuple[tuple[Any, ...], list[str], str]:
     """The trail row (``COLUMNS`` order) of one stored event chained after ``prev``, its
-    further invoices, and its raw chain hash: exactly what ``handle`` writes (``verify``
-    re-derives rows with it)."""
+    further invoices, and its recorded time: exactly what ``handle`` writes."""
     kind = kind_of(topic)
     chain = chain_step(prev, event_digest(state), position)
-    public, at, customer, actor, invoice, extra = row_fields(kind, kind.decode(state))
-    return (position, chain, public, at, customer, actor, invoice), extra, chain
+    public, customer, actor, invoice, extra, at = row_fields(kind, kind.decode(state))
+    return (position, chain, public, customer, actor, invoice), extra, at
 
 
 def trail_head(db: Any, at_position: int | None = None) -> tuple[int, str] | None:

@@ -12,8 +12,9 @@ onto the trail's *previous* hash and must give the trail's hash at its position:
 * ``removed``: the trail has a position the store no longer has;
 * ``inserted``: the store has a position inside the trail's range that the trail never saw;
 * ``trail_altered``: a trail row differs from what the projection writes for the stored
-  event (a column such as the actor edited in the view), or its hash was edited (the
-  next event chains onto the hash the stored event gives, not onto the edited one);
+  event (a column such as the actor edited in the view, an invoice or time index that
+  would hide it from a filtered export), or its hash was edited (the next event chains
+  onto the hash the stored event gives, not onto the edited one);
 * ``version_gap`` / ``version_order``: an aggregate's versions in stream order are not
   1, 2, 3... (an event removed or moved, even if the trail was rewritten too);
 * ``anchor_mismatch``: the chain hash at an externally recorded position differs
@@ -148,9 +149,11 @@ class _Mismatch(msgspec.Struct, gc=False):
 class _Walk:
     """State of one verification pass."""
 
-    def __init__(self, links: Iterator[tuple[Any, ...]] | None = None) -> None:
+    def __init__(self, links: Iterator[tuple[Any, ...]] | None = None, spans: list[tuple[Any, ...]] | None = None) -> None:
         self.links = links
         self.link = next(links, None) if links is not None else None
+        self.spans = spans or []
+        self.span = 0
         self.problems: list[Problem] = []
         self.count = 0
         self.versions: dict[str, int] = {}
@@ -185,15 +188,27 @@ class _Walk:
         the event touches (``None`` if it cannot be decoded)."""
         try:
             kind = kind_of(topic)
-            expected = (t[0], t[1], *row_fields(kind, kind.decode(state)))
+            public, customer, actor, invoice, extra, at = row_fields(kind, kind.decode(state))
         except Exception:  # noqa: BLE001 - an edited topic: the metadata check reports it
             return None
-        extra = expected[-1]
-        expected = expected[:-1]
+        self.covered(t[0], at)
+        expected = (t[0], t[1], public, customer, actor, invoice)
         if expected != t:
             changed = [f"{c}={t[i]!r} (event says {expected[i]!r})" for i, c in enumerate(COLUMNS) if expected[i] != t[i]]
             self.add(t[0], "trail_altered", "trail row differs from the stored event: " + ", ".join(changed))
         return extra
+
+    def covered(self, position: int, at: str) -> None:
+        """The time index has a span over ``position`` whose times include the event's
+        (so the ``--from-time``/``--to-time``/``--known-at`` filters can find it)."""
+        spans = self.spans
+        while self.span < len(spans) and spans[self.span][1] < position:
+            self.span += 1
+        span = spans[self.span] if self.span < len(spans) else None
+        if span is None or span[0] > position:
+            self.add(position, "trail_altered", "the time index has no span over this position")
+        elif not span[2] <= at <= span[3]:
+            self.add(position, "trail_altered", f"the time index says {span[2]}..{span[3]} here, the event was recorded at {at}")
 
     def invoice_links(self, position: int, expected: list[str] | None) -> None:
         """The further-invoice rows of ``position`` are exactly those its event touches
@@ -213,7 +228,7 @@ class _Walk:
 
 def _said(t: tuple[Any, ...]) -> str:
     """What the trail row says of the event it chained (all a removed event leaves)."""
-    return f"customer {t[4]!r}, actor {t[5]!r}, recorded at {t[3]}"
+    return f"customer {t[3]!r}, actor {t[4]!r}"
 
 
 def verify(stored: StoredRows, db: Any, trail_position: int, anchor: Anchor | None = None, *, deep: bool = True) -> Report:
@@ -223,7 +238,8 @@ def verify(stored: StoredRows, db: Any, trail_position: int, anchor: Anchor | No
     to re-derive the trail's filter columns and invoice index: faster."""
     started = time.perf_counter()
     store_head = stored.max_position()
-    walk = _Walk(_link_rows(db, trail_position) if deep else None)
+    spans = db.query("SELECT first_position, last_position, earliest, latest FROM audit_trail_spans ORDER BY first_position") if deep else None
+    walk = _Walk(_link_rows(db, trail_position) if deep else None, spans)
     sha256 = hashlib.sha256
     prev_trail = GENESIS
     pending: _Mismatch | None = None  # the previous trail row, when its bytes did not chain

@@ -228,13 +228,42 @@ def test_export_reproduces_byte_for_byte_at_its_position(app, view_db, clock, le
 def test_known_at_a_time_is_the_position_of_the_last_event_recorded_by_then(app, view_db, clock, ledger):
     from projections.audit_export import position_known_at
 
-    stated = view_db.query("SELECT position, recorded_at FROM audit_trail ORDER BY position")
+    stored = StoredRows(app.store.recorder)
+    stated = [(r["position"], r["recorded_at"]) for r in jsonl_rows(export(app, view_db, ledger, include_internal=True))]
     position, moment = stated[len(stated) // 2]
     later = [p for p, t in stated if t > moment]
-    known = position_known_at(view_db, moment, ledger.position("audit_trail"))
+    known = position_known_at(view_db, stored, moment, ledger.position("audit_trail"))
     assert known >= position and all(p > known for p in later)
     assert export(app, view_db, ledger, at=known) != export(app, view_db, ledger)
-    assert position_known_at(view_db, parse_time("2000-01-01"), ledger.position("audit_trail")) == 0
+    assert position_known_at(view_db, stored, parse_time("2000-01-01"), ledger.position("audit_trail")) == 0
+
+
+def test_time_filters_are_exact_over_many_spans_and_times_out_of_order(app, view_db, clock, monkeypatch):
+    from projections import audit_trail
+    from projections.audit_export import position_known_at
+
+    monkeypatch.setattr(audit_trail, "SPAN_EVENTS", 3)  # many small spans
+    record_ledger(app, clock)
+    clock.advance(days=-3)  # a writer whose clock was behind: recorded before events already stored
+    for n in range(3):
+        clock.advance(minutes=7)
+        app.ledger.execute(c.IssueInvoice(customer_id="BOLT", invoice_number=f"EARLY-{n}", currency="EUR", amount_minor=5,
+                                          issue_date=date(2026, 1, 9)), actor="sales")
+    runner = runner_for(app, view_db)
+    assert len(view_db.query("SELECT * FROM audit_trail_spans")) > 3
+    every = [(r["position"], r["recorded_at"]) for r in jsonl_rows(export(app, view_db, runner, include_internal=True))]
+    times = sorted({t for _, t in every})
+    for low, high in [(times[0], times[-1]), (times[1], times[4]), (times[3], times[-2]), (times[-1], parse_time("2030-01-01"))]:
+        window = jsonl_rows(export(app, view_db, runner, include_internal=True, from_time=low, to_time=high))
+        assert [r["position"] for r in window] == [p for p, t in every if low <= t < high]
+    stored = StoredRows(app.store.recorder)
+    for moment in times:
+        assert position_known_at(view_db, stored, moment, runner.position("audit_trail")) == max(p for p, t in every if t <= moment)
+    assert check(app, view_db, runner).intact
+    first = view_db.query("SELECT MIN(first_position) FROM audit_trail_spans")[0][0]
+    view_db.query("UPDATE audit_trail_spans SET earliest = latest WHERE first_position = ? RETURNING first_position", (first,))
+    report = check(app, view_db, runner)
+    assert report.problems[0].kind == "trail_altered" and "time index" in report.problems[0].detail
 
 
 def test_csv_and_jsonl_hold_the_same_rows_and_check_on_their_own(app, view_db, raw, ledger):
