@@ -176,7 +176,7 @@ class _Walk:
         try:
             ids = _decode_ids(state)
         except msgspec.DecodeError:
-            self.add(position, "altered", "the stored bytes chain but are not an event (a hash collision?)")
+            self.add(position, "metadata_altered", "the stored bytes chain but do not decode as an event: its row's columns cannot be checked")
             return
         if not _topic_says(topic, ids.type) or originator != ids.originator_id.replace("-", "") or version != ids.originator_version:
             self.add(position, "metadata_altered", f"stored row says {topic} v{version} of {originator}; its bytes are"
@@ -184,8 +184,9 @@ class _Walk:
 
     def rederive(self, t: tuple[Any, ...], topic: str, state: bytes) -> list[str] | None:
         """The trail row's columns equal what the projection writes for these stored bytes
-        (public, recorded time, customer, actor, invoice). Returns the further invoices
-        the event touches (``None`` if it cannot be decoded)."""
+        (public, customer, actor, invoice) and its time span covers the event's recorded
+        time. Returns the further invoices the event touches (``None`` if it cannot be
+        decoded)."""
         try:
             kind = kind_of(topic)
             public, customer, actor, invoice, extra, at = row_fields(kind, kind.decode(state))
