@@ -118,3 +118,36 @@ def test_check_export_flags_a_truncated_file():
     header = '{"arledger_audit_export":1,"position":0,"chain_head":null,"filters":{},"chain":"","columns":[]}\n'
     assert check_export([header, '{"arledger_audit_export_end":{"rows":0}}\n']) == []
     assert check_export([header]) == ["the trailer is missing or its row count differs: the file is truncated or edited"]
+
+
+def test_handle_writes_the_same_rows_from_full_or_light_events(tmp_path):
+    """A runner that ignores ``decode_as`` (full events) gets exactly the rows the light path writes."""
+    from projections.audit_trail import AuditTrail, trail_struct
+    from projections.db import ViewDatabase
+    from projections.runner import Envelope
+
+    lines = (ev.AllocationLine(invoice_number="INV-2", installment=1, amount_minor=5),)
+    events = [
+        ev.CreditNoteIssued(**BASE, originator_version=1, customer_id="C1", credit_note_number="CN-1", currency="EUR", amount_minor=5,
+                            issue_date=date(2026, 4, 2), invoice_number="INV-1", applied=lines),
+        ReferenceClaimed(**BASE, originator_version=1, kind="invoice", reference="INV-3", customer_id="C1"),
+        CommandRecorded(**BASE, originator_version=1, idempotency_key="k", fingerprint="f", result={"customer_id": "X"}),
+    ]
+    tables = []
+    for light in (False, True):
+        db = ViewDatabase(f"sqlite:///{tmp_path / f'views-{light}.sqlite'}")
+        trail = AuditTrail()
+        batch = []
+        for position, event in enumerate(events, start=1):
+            state = encode_event(event)
+            decoded = msgspec.json.decode(state, type=trail_struct(type(event))) if light else event
+            batch.append(Envelope(position, decoded, topic_of(type(event)), state))
+        with db.transaction() as tx:
+            trail.create(tx)
+            trail.handle(tx, batch)
+        tables.append([db.query(f"SELECT * FROM {t} ORDER BY 1") for t in ("audit_trail", "audit_trail_invoices", "audit_trail_spans")])
+        db.close()
+    assert tables[0] == tables[1]
+    trail_rows, links, spans = tables[0]
+    assert [r[3:] for r in trail_rows] == [("C1", "alice", "INV-1"), ("C1", "alice", "INV-3"), (None, "alice", None)]
+    assert links == [(1, "INV-2")] and spans == [(1, 3, 3, "2026-03-01T12:00:00.000000+00:00", "2026-03-01T12:00:00.000000+00:00")]
