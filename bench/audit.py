@@ -2,6 +2,12 @@
 
     python -m bench.audit            # --events 200000 (quick default)
     python -m bench.audit --events 2000000
+    python -m bench.audit --store ledger.sqlite --handle-only   # an existing store, e.g. bench.projection_rebuild --db's
+
+``--handle-only`` times the projection's own work alone: the stream is read and decoded
+first (as the runner does, ``decode_as`` honoured), then ``handle`` runs over it in
+batches of 10,000 into an empty scratch SQLite file, one transaction each, and the
+secondary ``indexes`` are built; figures are per CPU-second of this process.
 
 Events are written straight through the store's recorder in large batches (the shapes
 of real ledger events, encoded by the msgspec mapper), then the ``audit_trail``
@@ -13,6 +19,8 @@ Peak RSS is the process maximum (``ru_maxrss``) after each step.
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import resource
 import tempfile
 import time
@@ -27,8 +35,9 @@ from projections.audit_store import StoredRows
 from projections.audit_trail import AuditTrail
 from projections.audit_verify import verify
 from projections.db import ViewDatabase
-from projections.runner import ProjectionRunner
+from projections.runner import Envelope, ProjectionRunner
 from services.bootstrap import bootstrap
+from services.persistence import class_of, decoder_for
 from services.settings import Settings
 
 
@@ -79,6 +88,53 @@ def generate(store, total: int, batch: int = 5_000) -> int:
     return count
 
 
+def read_envelopes(store, projection) -> list[Envelope]:
+    """The whole stream as a runner hands it to ``projection``: every stored row, decoded
+    into the class its ``decode_as`` names (read here with the audit's own raw scan, so
+    that the figure does not depend on the runner's internals)."""
+    targets: dict[str, object] = {}
+    out = []
+    for position, _, _, topic, state in StoredRows(store.recorder).scan(0, store.max_position()):
+        decode = targets.get(topic)
+        if decode is None:
+            cls = class_of(topic)
+            decode = targets[topic] = decoder_for(projection.decode_as.get(cls, cls)).decode
+        out.append(Envelope(position, decode(state), topic, state))
+    return out
+
+
+def handle_only(store, batch: int = 10_000) -> None:
+    """CPU cost of ``AuditTrail.handle`` (and its index build) per event, nothing else."""
+    projection = AuditTrail()
+    cpu = time.process_time()
+    envelopes = read_envelopes(store, projection)
+    cpu = time.process_time() - cpu
+    count = len(envelopes)
+    print(f"read and decoded {count:,} events: {cpu / count * 1e6:.2f} us per event (CPU; not part of the figures below)")
+    gc.freeze()  # the whole stream held at once: keep the collector from re-walking it during the timing
+    with tempfile.TemporaryDirectory() as tmp:
+        db = ViewDatabase(f"sqlite:///{Path(tmp) / 'views.sqlite'}")
+        with db.transaction() as tx:
+            projection.create(tx)
+        started, cpu = time.perf_counter(), time.process_time()
+        for i in range(0, count, batch):
+            with db.transaction() as tx:
+                projection.handle(tx, envelopes[i : i + batch])
+        handled, handled_cpu = time.perf_counter() - started, time.process_time() - cpu
+        for ddl in projection.indexes:
+            index_cpu = time.process_time()
+            with db.transaction() as tx:
+                tx.execute(ddl)
+            print(f"  {ddl.split(' ON ')[0].split()[-1]}: {(time.process_time() - index_cpu) / count * 1e6:.2f} us per event (CPU)")
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+        db.close()
+    print(f"audit_trail handle: {handled_cpu / count * 1e6:.2f} us per event (CPU; wall {handled / count * 1e6:.2f} us);"
+          f" with indexes {cpu / count * 1e6:.2f} us per event = {count / cpu:,.0f} events per CPU-second"
+          f" (wall {count / elapsed:,.0f} events/s); view file {size / count:.0f} bytes per event;"
+          f" load average {os.getloadavg()[0]:.1f}")
+
+
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -88,7 +144,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--quick", action="store_true", help="20,000 events")
     parser.add_argument("--database-url", help="an empty store to fill (default: a temporary SQLite file)")
+    parser.add_argument("--store", metavar="SQLITE_FILE", help="time an existing SQLite store instead of generating one")
+    parser.add_argument("--handle-only", action="store_true", help="time the projection's handle (and index build) alone")
     args = parser.parse_args()
+    if args.handle_only:
+        if not args.store:
+            parser.error("--handle-only needs --store (e.g. the file of bench.projection_rebuild --db)")
+        app = bootstrap(Settings.from_env({}, database_url=f"sqlite:///{Path(args.store).resolve()}", log_level="WARNING"))
+        handle_only(app.store)
+        app.close()
+        return
     total = 20_000 if args.quick else args.events
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'ledger.sqlite'}"

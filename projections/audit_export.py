@@ -13,7 +13,9 @@ Layout (both formats):
   before N, the value an auditor anchors. In CSV this line is prefixed with ``# ``
   and followed by the CSV header row;
 * one row per event (``EXPORT_COLUMNS``), in stream order, with ``event`` = the canonical
-  stored JSON text of the event and the ``prev_chain_hash`` it was chained to;
+  stored JSON text of the event and the ``prev_chain_hash`` it was chained to. The chain
+  hashes come from the trail; every other column is read from the stored event at that
+  position (the trail keeps only what its filters need);
 * last line: the trailer ``{"arledger_audit_export_end": {"rows": n}}`` (``# `` prefixed
   in CSV), so a truncated file is detected.
 
@@ -30,12 +32,14 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any, BinaryIO
 
 import msgspec
 
 from projections.audit_store import StoredRows
-from projections.audit_trail import CHAIN_DEFINITION, GENESIS, chain_step, trail_head, utc_text
+from projections.audit_trail import CHAIN_DEFINITION, GENESIS, chain_step, describe, export_struct, recorded_text, trail_head, utc_text
+from services.persistence import class_of
 
 EXPORT_COLUMNS = (
     "position", "event_id", "type", "public", "originator_id", "originator_version", "customer_id", "invoice_number",
@@ -44,11 +48,9 @@ EXPORT_COLUMNS = (
 )
 
 _SELECT = (
-    "SELECT t.position, t.event_id, t.type, t.public, t.originator_id, t.originator_version, t.customer_id,"
-    " t.invoice_number, t.document_ref, t.actor, t.recorded_at, t.business_date, t.correlation_id, t.causation_id,"
-    " t.event_sha256,"
-    " (SELECT p.chain_hash FROM audit_trail p WHERE p.position < t.position ORDER BY p.position DESC LIMIT 1),"
-    " t.chain_hash FROM audit_trail t"
+    "SELECT t.position, t.public, t.chain_hash,"
+    " (SELECT p.chain_hash FROM audit_trail p WHERE p.position < t.position ORDER BY p.position DESC LIMIT 1)"
+    " FROM audit_trail t"
 )
 
 
@@ -81,34 +83,96 @@ def parse_time(text: str) -> str:
 def _where(filters: ExportFilters, position: int) -> tuple[str, list[Any]]:
     clauses, params = ["t.position <= ?"], [position]
     for sql, value in (
-        ("t.recorded_at >= ?", filters.from_time), ("t.recorded_at < ?", filters.to_time),
         ("t.customer_id = ?", filters.customer_id), ("t.actor = ?", filters.actor),
-        ("t.position IN (SELECT i.position FROM audit_trail_invoices i WHERE i.invoice_number = ?)", filters.invoice_number),
+        ("t.position IN (SELECT i.position FROM audit_trail i WHERE i.invoice_number = ?"
+         " UNION ALL SELECT x.position FROM audit_trail_invoices x WHERE x.invoice_number = ?)", filters.invoice_number),
     ):
         if value is not None:
             clauses.append(sql)
-            params.append(value)
+            params.extend([value] * sql.count("?"))
     if not filters.include_internal:
         clauses.append("t.public = 1")
     return " AND ".join(clauses), params
 
 
 def rows(db: Any, stored: StoredRows, filters: ExportFilters, position: int, page: int = 2_000, after: int = 0) -> Iterator[dict[str, Any]]:
-    """Export rows in stream order after position ``after``, with each event's canonical text read from the store."""
+    """Export rows in stream order after position ``after``: the trail's chain hashes, and
+    every other column read from the stored event itself (its canonical text included).
+
+    A time filter reads only the spans of the time index whose recorded times meet the
+    range, and keeps the events recorded in it by their own ``recorded_at`` (an event
+    whose stored bytes no longer decode is kept: its row shows the damage)."""
     where, params = _where(filters, position)
-    while True:
-        batch = db.query(f"{_SELECT} WHERE {where} AND t.position > ? ORDER BY t.position LIMIT ?", (*params, after, page))
-        if not batch:
-            return
-        states = stored.states(r[0] for r in batch)
-        for r in batch:
-            state = states.get(r[0])
-            yield {
-                **dict(zip(EXPORT_COLUMNS[:15], (*r[:3], bool(r[3]), *r[4:15]), strict=True)),
-                "prev_chain_hash": r[15] or GENESIS.hex(), "chain_hash": r[16],
-                "event": state.decode("utf-8", "replace") if state is not None else None,
-            }
-        after = batch[-1][0]
+    timed = filters.from_time is not None or filters.to_time is not None
+    for low, high in time_ranges(db, filters, position) if timed else [(0, position)]:
+        after = max(after, low - 1)
+        while after < high:
+            batch = db.query(f"{_SELECT} WHERE {where} AND t.position > ? AND t.position <= ? ORDER BY t.position LIMIT ?",
+                             (*params, after, high, page))
+            if not batch:
+                break
+            found = stored.at(r[0] for r in batch)
+            for p, public, chain, prev in batch:
+                row = export_row(p, bool(public), bytes(prev) if prev is not None else GENESIS, bytes(chain), found.get(p))
+                if not timed or _in_time(row["recorded_at"], filters):
+                    yield row
+            after = batch[-1][0]
+
+
+def _in_time(at: str | None, filters: ExportFilters) -> bool:
+    if at is None:
+        return True
+    return (filters.from_time is None or at >= filters.from_time) and (filters.to_time is None or at < filters.to_time)
+
+
+def time_ranges(db: Any, filters: ExportFilters, position: int) -> list[tuple[int, int]]:
+    """Position ranges (inclusive, up to ``position``) of the time-index spans that may
+    hold events recorded in the filter's range; consecutive spans are merged."""
+    spans = db.query("SELECT first_position, last_position, earliest, latest FROM audit_trail_spans WHERE first_position <= ?"
+                     " ORDER BY first_position", (position,))
+    out: list[tuple[int, int]] = []
+    joined = False
+    for first, last, earliest, latest in spans:
+        meets = (filters.from_time is None or latest >= filters.from_time) and (filters.to_time is None or earliest < filters.to_time)
+        if meets:
+            if joined:
+                out[-1] = (out[-1][0], min(last, position))
+            else:
+                out.append((first, min(last, position)))
+        joined = meets
+    return out
+
+
+@cache
+def _reader(topic: str) -> tuple[type, Any]:
+    cls = class_of(topic)
+    return cls, msgspec.json.Decoder(export_struct(cls)).decode
+
+
+def export_row(position: int, public: bool, prev_chain: bytes, chain: bytes, stored: tuple[str, bytes] | None) -> dict[str, Any]:
+    """One export row (``EXPORT_COLUMNS``) of the event stored at ``position``. A stored row
+    that is missing or no longer decodes still gives a row (its columns null), which
+    ``check_export`` and ``arledger audit verify`` then report."""
+    row: dict[str, Any] = dict.fromkeys(EXPORT_COLUMNS)
+    row.update(position=position, public=public, prev_chain_hash=prev_chain.hex(), chain_hash=chain.hex())
+    if stored is None:
+        return row
+    topic, state = stored
+    row["event_sha256"] = hashlib.sha256(state).hexdigest()
+    row["event"] = state.decode("utf-8", "replace")
+    try:
+        cls, decode = _reader(topic)
+        event = decode(state)
+    except Exception:  # noqa: BLE001 - an edited topic or state: the hashes show it
+        return row
+    invoice, ref, day, _ = describe(event, cls)
+    row.update(
+        event_id=event.event_id, type=cls.__name__, originator_id=event.originator_id, originator_version=event.originator_version,
+        customer_id=event.customer_id, invoice_number=invoice, document_ref=ref, actor=event.actor,
+        recorded_at=recorded_text(event.recorded_at), business_date=day, correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+    )
+    return row
 
 
 def header(db: Any, filters: ExportFilters, position: int) -> dict[str, Any]:
@@ -120,11 +184,35 @@ def header(db: Any, filters: ExportFilters, position: int) -> dict[str, Any]:
     }
 
 
-def position_known_at(db: Any, known_at: str, trail_position: int) -> int:
+class _Recorded(msgspec.Struct, gc=False):
+    recorded_at: str
+
+
+_decode_recorded = msgspec.json.Decoder(_Recorded).decode
+
+
+def position_known_at(db: Any, stored: StoredRows, known_at: str, trail_position: int, chunk: int = 500) -> int:
     """The stream position of the last event recorded at or before ``known_at`` (UTC text):
-    ``--known-at T`` exports exactly what ``--at-position`` that position does."""
-    rows = db.query("SELECT MAX(position) FROM audit_trail WHERE recorded_at <= ? AND position <= ?", (known_at, trail_position))
-    return int(rows[0][0] or 0)
+    ``--known-at T`` exports exactly what ``--at-position`` that position does.
+
+    That event is in the last span of the time index whose earliest time is at or
+    before ``known_at`` (every later span starts after it): its events are read from
+    the store, newest first, until one was recorded by then."""
+    spans = db.query("SELECT first_position, last_position FROM audit_trail_spans WHERE earliest <= ? AND first_position <= ?"
+                     " ORDER BY first_position DESC", (known_at, trail_position))
+    for first, last in spans:
+        positions = [r[0] for r in db.query("SELECT position FROM audit_trail WHERE position >= ? AND position <= ? ORDER BY position DESC",
+                                            (first, min(last, trail_position)))]
+        for i in range(0, len(positions), chunk):
+            found = stored.at(positions[i : i + chunk])
+            for p in positions[i : i + chunk]:
+                try:
+                    at = recorded_text(_decode_recorded(found[p][1]).recorded_at) if p in found else None
+                except (msgspec.DecodeError, ValueError):
+                    at = None
+                if at is not None and at <= known_at:
+                    return int(p)
+    return 0
 
 
 def write_export(db: Any, stored: StoredRows, out: BinaryIO, *, fmt: str, filters: ExportFilters, trail_position: int,

@@ -35,12 +35,12 @@ class StoredRows:
             yield from rows
             after = rows[-1][0]
 
-    def states(self, positions: Iterable[int], chunk: int = 500) -> dict[int, bytes]:
-        """The stored bytes at each of ``positions`` (missing positions are absent)."""
+    def at(self, positions: Iterable[int], chunk: int = 500) -> dict[int, tuple[str, bytes]]:
+        """(topic, stored bytes) at each of ``positions`` (missing positions are absent)."""
         wanted = list(positions)
-        found: dict[int, bytes] = {}
+        found: dict[int, tuple[str, bytes]] = {}
         for i in range(0, len(wanted), chunk):
-            found.update(self._select_states(wanted[i : i + chunk]))
+            found.update(self._select_at(wanted[i : i + chunk]))
         return found
 
     # ---- dialects -----------------------------------------------------------------------
@@ -65,23 +65,23 @@ class StoredRows:
             cur.execute(statement, (after, upto, limit))
             return [(r[0], r[1], r[2], r[3], _bytes(r[4])) for r in cur.fetchall()]
 
-    def _select_states(self, positions: list[int]) -> dict[int, bytes]:
+    def _select_at(self, positions: list[int]) -> dict[int, tuple[str, bytes]]:
         if not positions:
             return {}
         if self.postgres:
             from psycopg import sql
             from psycopg.rows import tuple_row
 
-            query = sql.SQL("SELECT notification_id, state FROM {}.{} WHERE notification_id = ANY(%s)").format(
+            query = sql.SQL("SELECT notification_id, topic, state FROM {}.{} WHERE notification_id = ANY(%s)").format(
                 sql.Identifier(self.recorder.datastore.schema), sql.Identifier(self.table)
             )
             with self.recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
                 cur.execute(query, (positions,))
-                return {p: bytes(s) for p, s in cur.fetchall()}
-        statement = f"SELECT rowid, state FROM {self.table} WHERE rowid IN ({', '.join('?' * len(positions))})"
+                return {p: (t, bytes(s)) for p, t, s in cur.fetchall()}
+        statement = f"SELECT rowid, topic, state FROM {self.table} WHERE rowid IN ({', '.join('?' * len(positions))})"
         with self.recorder.datastore.transaction(commit=False) as cur:
             cur.execute(statement, positions)
-            return {r[0]: _bytes(r[1]) for r in cur.fetchall()}
+            return {r[0]: (r[1], _bytes(r[2])) for r in cur.fetchall()}
 
 
 def _bytes(value: Any) -> bytes:

@@ -55,13 +55,13 @@ def _trail_position(db: ViewDatabase) -> int:
     return int((db.query("SELECT position FROM projection_positions WHERE name = ?", (AuditTrail.name,)) or [(0,)])[0][0])
 
 
-def _position(db: ViewDatabase, known_at: str | None, at_position: int | None) -> int:
+def _position(db: ViewDatabase, stored: StoredRows, known_at: str | None, at_position: int | None) -> int:
     """The export's cut: ``at_position``, the position known at ``known_at``, or the trail's."""
     trail = _trail_position(db)
     if at_position is not None and known_at is not None:
         raise RuleViolation("known_at", "one_of", "give at_position or known_at, not both")
     if known_at is not None:
-        return position_known_at(db, _time("known_at", known_at) or "", trail)
+        return position_known_at(db, stored, _time("known_at", known_at) or "", trail)
     if at_position is not None and at_position > trail:
         raise RuleViolation("at_position", "within_trail", f"the audit trail is at position {trail}; it cannot state position {at_position} yet")
     return trail if at_position is None else at_position
@@ -70,7 +70,7 @@ def _position(db: ViewDatabase, known_at: str | None, at_position: int | None) -
 def _export(request: Request, known_at: str | None, at_position: int | None, catch_up: bool, write: Any) -> Any:
     stored = StoredRows(request.app.state.ledger_app.store.recorder)
     with views_of(request).caught_up(AuditTrail(), catch_up=catch_up) as db:
-        return write(db, stored, _position(db, known_at, at_position))
+        return write(db, stored, _position(db, stored, known_at, at_position))
 
 
 def _filters(from_time: str | None, to_time: str | None, customer_id: str | None, invoice_number: str | None, actor: str | None,

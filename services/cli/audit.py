@@ -112,11 +112,12 @@ def _export(args: argparse.Namespace) -> int:
         with ExitStack() as stack:
             app, db, runner = _open(args, stack)
             trail_position = runner.position(AuditTrail.name)
+            stored = StoredRows(app.store.recorder)
             at_position = args.at_position
             if args.known_at:
-                at_position = position_known_at(db, parse_time(args.known_at), trail_position)
+                at_position = position_known_at(db, stored, parse_time(args.known_at), trail_position)
             out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
-            summary = write_export(db, StoredRows(app.store.recorder), out, fmt=args.format, filters=filters,
+            summary = write_export(db, stored, out, fmt=args.format, filters=filters,
                                    trail_position=trail_position, at_position=at_position)
             out.flush()
     except ExportError as exc:

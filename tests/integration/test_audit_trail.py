@@ -91,26 +91,35 @@ def ledger(app, clock, view_db):
 
 def test_chain_covers_every_stored_event_as_defined(app, view_db, raw, ledger):
     stored = raw.rows()
-    trail = view_db.query("SELECT position, event_sha256, chain_hash FROM audit_trail ORDER BY position")
+    trail = view_db.query("SELECT position, chain_hash FROM audit_trail ORDER BY position")
     assert [p for p, _ in stored] == [r[0] for r in trail]  # internal events included
     prev = bytes(32)
-    for (position, state), (_, digest, chain) in zip(stored, trail, strict=True):
-        assert hashlib.sha256(state).hexdigest() == digest
+    for (position, state), (_, chain) in zip(stored, trail, strict=True):
         prev = hashlib.sha256(prev + hashlib.sha256(state).digest() + position.to_bytes(8, "big")).digest()
-        assert prev.hex() == chain
+        assert prev == bytes(chain)
     report = check(app, view_db, ledger)
     assert report.intact and report.problems == [] and report.first_bad_position is None
     assert report.verified_events == len(stored) and report.head == Anchor(prev.hex(), stored[-1][0])
 
 
-def test_rows_carry_actor_times_ids_and_business_dates(view_db, ledger):
-    rows = view_db.query(
-        "SELECT type, public, customer_id, invoice_number, document_ref, actor, business_date FROM audit_trail ORDER BY position")
-    assert ("InvoiceIssued", 1, "BOLT", "INV-0", None, "sales", "2026-01-01") in rows
-    assert ("CreditNoteIssued", 1, "ACME", "INV-1", "credit_note:CN-1", "credit", "2026-01-20") in rows
-    assert ("PaymentAllocated", 1, "BOLT", "INV-0", "payment:PAY-1", "cashier", "2026-02-01") in rows
-    assert ("ReferenceClaimed", 0, "ACME", "INV-1", "invoice:INV-1", "sales", None) in rows
-    assert any(r[0] == "CommandRecorded" and r[1] == 0 for r in rows)
+def test_rows_carry_actor_times_ids_and_business_dates(app, view_db, raw, ledger):
+    """The trail keeps the filter columns; the export reads the rest from the stored event."""
+    trail = view_db.query("SELECT public, customer_id, invoice_number, actor FROM audit_trail ORDER BY position")
+    assert (1, "BOLT", "INV-0", "sales") in trail and (0, "ACME", "INV-1", "sales") in trail  # an invoice and its claim
+    assert (1, "ACME", "INV-1", "credit") in trail
+    rows = [tuple(r[k] for k in ("type", "public", "customer_id", "invoice_number", "document_ref", "actor", "business_date"))
+            for r in jsonl_rows(export(app, view_db, ledger, include_internal=True))]
+    assert ("InvoiceIssued", True, "BOLT", "INV-0", None, "sales", "2026-01-01") in rows
+    assert ("CreditNoteIssued", True, "ACME", "INV-1", "credit_note:CN-1", "credit", "2026-01-20") in rows
+    assert ("PaymentAllocated", True, "BOLT", "INV-0", "payment:PAY-1", "cashier", "2026-02-01") in rows
+    assert ("ReferenceClaimed", False, "ACME", "INV-1", "invoice:INV-1", "sales", None) in rows
+    assert any(r[0] == "CommandRecorded" and r[1] is False for r in rows)
+    stored = dict(raw.rows())
+    for r in jsonl_rows(export(app, view_db, ledger, include_internal=True)):
+        event = msgspec.json.decode(stored[r["position"]])
+        assert (r["event_id"], r["originator_id"], r["originator_version"], r["correlation_id"]) == (
+            event["event_id"], event["originator_id"], event["originator_version"], event["correlation_id"])
+        assert r["event_sha256"] == hashlib.sha256(stored[r["position"]]).hexdigest() and r["event"] == stored[r["position"]].decode()
 
 
 def test_altered_bytes_are_named_at_their_position(app, view_db, raw, ledger):
@@ -157,6 +166,16 @@ def test_a_consistent_rewrite_of_store_and_trail_is_caught_by_the_anchor(app, vi
     assert check(app, view_db, ledger).intact  # undetectable from inside the database...
     report = check(app, view_db, ledger, anchor)
     assert not report.intact and report.problems[0].kind == "anchor_mismatch" and report.first_bad_position == anchor.position
+
+
+def test_an_edited_hash_in_the_trail_is_named_as_such(app, view_db, raw, ledger):
+    position = raw.rows()[6][0]
+    view_db.query("UPDATE audit_trail SET chain_hash = ? WHERE position = ? RETURNING position", (bytes(32), position))
+    report = check(app, view_db, ledger)
+    assert [(p.position, p.kind) for p in report.problems] == [(position, "trail_altered")]
+    last = raw.rows()[-1][0]  # the head: nothing after it to tell an edited hash from edited bytes
+    view_db.query("UPDATE audit_trail SET chain_hash = ? WHERE position = ? RETURNING position", (bytes(32), last))
+    assert check(app, view_db, ledger).problems[-1].position == last
 
 
 def test_events_after_the_trail_are_reported_unverified_not_bad(app, view_db, clock, ledger):
@@ -209,13 +228,42 @@ def test_export_reproduces_byte_for_byte_at_its_position(app, view_db, clock, le
 def test_known_at_a_time_is_the_position_of_the_last_event_recorded_by_then(app, view_db, clock, ledger):
     from projections.audit_export import position_known_at
 
-    stated = view_db.query("SELECT position, recorded_at FROM audit_trail ORDER BY position")
+    stored = StoredRows(app.store.recorder)
+    stated = [(r["position"], r["recorded_at"]) for r in jsonl_rows(export(app, view_db, ledger, include_internal=True))]
     position, moment = stated[len(stated) // 2]
     later = [p for p, t in stated if t > moment]
-    known = position_known_at(view_db, moment, ledger.position("audit_trail"))
+    known = position_known_at(view_db, stored, moment, ledger.position("audit_trail"))
     assert known >= position and all(p > known for p in later)
     assert export(app, view_db, ledger, at=known) != export(app, view_db, ledger)
-    assert position_known_at(view_db, parse_time("2000-01-01"), ledger.position("audit_trail")) == 0
+    assert position_known_at(view_db, stored, parse_time("2000-01-01"), ledger.position("audit_trail")) == 0
+
+
+def test_time_filters_are_exact_over_many_spans_and_times_out_of_order(app, view_db, clock, monkeypatch):
+    from projections import audit_trail
+    from projections.audit_export import position_known_at
+
+    monkeypatch.setattr(audit_trail, "SPAN_EVENTS", 3)  # many small spans
+    record_ledger(app, clock)
+    clock.advance(days=-3)  # a writer whose clock was behind: recorded before events already stored
+    for n in range(3):
+        clock.advance(minutes=7)
+        app.ledger.execute(c.IssueInvoice(customer_id="BOLT", invoice_number=f"EARLY-{n}", currency="EUR", amount_minor=5,
+                                          issue_date=date(2026, 1, 9)), actor="sales")
+    runner = runner_for(app, view_db)
+    assert len(view_db.query("SELECT * FROM audit_trail_spans")) > 3
+    every = [(r["position"], r["recorded_at"]) for r in jsonl_rows(export(app, view_db, runner, include_internal=True))]
+    times = sorted({t for _, t in every})
+    for low, high in [(times[0], times[-1]), (times[1], times[4]), (times[3], times[-2]), (times[-1], parse_time("2030-01-01"))]:
+        window = jsonl_rows(export(app, view_db, runner, include_internal=True, from_time=low, to_time=high))
+        assert [r["position"] for r in window] == [p for p, t in every if low <= t < high]
+    stored = StoredRows(app.store.recorder)
+    for moment in times:
+        assert position_known_at(view_db, stored, moment, runner.position("audit_trail")) == max(p for p, t in every if t <= moment)
+    assert check(app, view_db, runner).intact
+    first = view_db.query("SELECT MIN(first_position) FROM audit_trail_spans")[0][0]
+    view_db.query("UPDATE audit_trail_spans SET earliest = latest WHERE first_position = ? RETURNING first_position", (first,))
+    report = check(app, view_db, runner)
+    assert report.problems[0].kind == "trail_altered" and "time index" in report.problems[0].detail
 
 
 def test_csv_and_jsonl_hold_the_same_rows_and_check_on_their_own(app, view_db, raw, ledger):
@@ -239,8 +287,8 @@ def test_export_cannot_claim_a_position_the_trail_has_not_reached(app, view_db, 
 
 
 def test_the_invoice_index_cannot_hide_or_add_events(app, view_db, ledger):
-    credit = view_db.query("SELECT position FROM audit_trail WHERE type = 'CreditNoteIssued'")[0][0]
-    view_db.query("DELETE FROM audit_trail_invoices WHERE position = ? RETURNING position", (credit,))
+    credit = next(r["position"] for r in jsonl_rows(export(app, view_db, ledger)) if r["type"] == "CreditNoteIssued")
+    view_db.query("UPDATE audit_trail SET invoice_number = NULL WHERE position = ? RETURNING position", (credit,))
     view_db.query("INSERT INTO audit_trail_invoices (position, invoice_number) VALUES (1, 'INV-5') RETURNING position")
     assert [r["type"] for r in jsonl_rows(export(app, view_db, ledger, invoice_number="INV-1"))] == ["InvoiceIssued"]
     report = check(app, view_db, ledger)
@@ -248,12 +296,28 @@ def test_the_invoice_index_cannot_hide_or_add_events(app, view_db, ledger):
     assert "'INV-5'" in report.problems[0].detail and "INV-1" in report.problems[1].detail
 
 
+def test_events_touching_several_invoices_are_found_by_each(app, view_db, ledger):
+    app.ledger.execute(c.ReceivePayment(customer_id="ACME", payment_id="PAY-3", currency="EUR", amount_minor=300,
+                                        value_date=date(2026, 2, 2)), actor="cashier")
+    for number in ("INV-1", "INV-3", "INV-5"):
+        app.ledger.execute(c.AllocatePayment(payment_id="PAY-3", invoice_number=number, installment=1, amount_minor=100), actor="cashier")
+    app.ledger.execute(c.ReversePayment(payment_id="PAY-3", reversed_on=date(2026, 2, 3), reason="bounced"), actor="cashier")
+    ledger.catch_up()
+    for number in ("INV-1", "INV-3", "INV-5"):
+        assert [r["type"] for r in jsonl_rows(export(app, view_db, ledger, invoice_number=number))][-2:] == ["PaymentAllocated", "PaymentReversed"]
+    reversal = view_db.query("SELECT MAX(position) FROM audit_trail")[0][0]
+    assert view_db.query("SELECT position, invoice_number FROM audit_trail_invoices") == [(reversal, "INV-3"), (reversal, "INV-5")]
+    view_db.query("DELETE FROM audit_trail_invoices WHERE invoice_number = 'INV-5' RETURNING position")
+    report = check(app, view_db, ledger)
+    assert [(p.position, p.kind) for p in report.problems] == [(reversal, "trail_altered")] and "INV-5" in report.problems[0].detail
+
+
 def test_paged_reads_return_every_row_once(app, view_db, raw, ledger):
     from projections.audit_verify import _link_rows, _trail_rows
 
-    app.ledger.execute(c.ReceivePayment(customer_id="ACME", payment_id="PAY-2", currency="EUR", amount_minor=200,
+    app.ledger.execute(c.ReceivePayment(customer_id="ACME", payment_id="PAY-2", currency="EUR", amount_minor=300,
                                         value_date=date(2026, 2, 2)), actor="cashier")
-    for number in ("INV-1", "INV-3"):
+    for number in ("INV-1", "INV-3", "INV-5"):
         app.ledger.execute(c.AllocatePayment(payment_id="PAY-2", invoice_number=number, installment=1, amount_minor=100), actor="cashier")
     app.ledger.execute(c.ReversePayment(payment_id="PAY-2", reversed_on=date(2026, 2, 3), reason="bounced"), actor="cashier")
     ledger.catch_up()

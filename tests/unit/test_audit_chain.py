@@ -12,7 +12,7 @@ import pytest
 from domain import events as ev
 from domain.registry import CommandRecorded, ReferenceClaimed
 from projections.audit_export import ExportError, check_export, parse_time
-from projections.audit_trail import GENESIS, chain_step, describe, trail_row, utc_text
+from projections.audit_trail import COLUMNS, GENESIS, chain_step, describe, export_struct, recorded_text, trail_row, trail_struct, utc_text
 from projections.audit_verify import Anchor
 from services.persistence import encode_event, topic_of
 
@@ -29,16 +29,50 @@ def test_chain_step_is_sha256_of_prev_digest_and_big_endian_position():
     assert chain_step(GENESIS, digest, 301) != chain_step(GENESIS, digest, 300)
 
 
-def test_trail_row_hashes_the_stored_bytes_and_links_to_prev():
+def test_trail_row_chains_the_stored_bytes_and_keeps_the_filter_columns():
     event = ev.PaymentReceived(**BASE, originator_version=3, customer_id="C1", payment_id="P-9", currency="EUR",
                                amount_minor=500, value_date=date(2026, 2, 28))
     state = encode_event(event)
-    row, linked, chain = trail_row(42, topic_of(type(event)), state, event, GENESIS)
-    assert row[15] == hashlib.sha256(state).hexdigest()
-    assert chain == chain_step(GENESIS, hashlib.sha256(state).digest(), 42) and row[16] == chain.hex()
-    assert row[:3] == (42, str(BASE["event_id"]), "PaymentReceived") and row[4] == 1
-    assert (row[7], row[8], row[9], row[10], row[11], row[12]) == ("C1", None, "payment:P-9", "alice", "2026-03-01T12:00:00.000000+00:00", "2026-02-28")
-    assert linked == set()
+    row, extra, recorded = trail_row(42, topic_of(type(event)), state, GENESIS)
+    chain = chain_step(GENESIS, hashlib.sha256(state).digest(), 42)
+    assert dict(zip(COLUMNS, row, strict=True)) == {
+        "position": 42, "chain_hash": chain, "public": 1, "customer_id": "C1", "actor": "alice", "invoice_number": None}
+    assert extra == [] and recorded == "2026-03-01T12:00:00.000000+00:00"
+
+
+def test_trail_row_of_an_event_with_lines_keeps_one_invoice_and_lists_the_others():
+    lines = tuple(ev.AllocationLine(invoice_number=n, installment=1, amount_minor=5) for n in ("INV-9", "INV-2", "INV-5"))
+    reversal = ev.PaymentReversed(**BASE, originator_version=4, customer_id="C1", payment_id="P1", currency="EUR", amount_minor=15,
+                                  reversed_on=date(2026, 4, 1), reason="bounced", unallocated=lines)
+    row, extra, _ = trail_row(7, topic_of(type(reversal)), encode_event(reversal), GENESIS)
+    assert (row[COLUMNS.index("invoice_number")], extra) == ("INV-2", ["INV-5", "INV-9"])
+    credit = ev.CreditNoteIssued(**BASE, originator_version=5, customer_id="C1", credit_note_number="CN-1", currency="EUR",
+                                 amount_minor=5, issue_date=date(2026, 4, 2), invoice_number="INV-9", applied=lines[:2])
+    row, extra, _ = trail_row(8, topic_of(type(credit)), encode_event(credit), GENESIS)
+    assert (row[COLUMNS.index("invoice_number")], extra) == ("INV-9", ["INV-2"])
+    claim = ReferenceClaimed(**BASE, originator_version=1, kind="invoice", reference="INV-3", customer_id="C1")
+    row, extra, _ = trail_row(9, topic_of(ReferenceClaimed), encode_event(claim), GENESIS)
+    assert (row[2], row[COLUMNS.index("invoice_number")], extra) == (0, "INV-3", [])
+
+
+def test_light_structs_read_what_the_full_event_says():
+    """The trail and its export decode only some fields, as JSON text: the same values."""
+    lines = (ev.AllocationLine(invoice_number="INV-1", installment=1, amount_minor=5),)
+    events = [
+        ev.CreditNoteIssued(**BASE, originator_version=5, customer_id="C1", credit_note_number="CN-1", currency="EUR", amount_minor=5,
+                            issue_date=date(2026, 4, 2), invoice_number="INV-1", applied=lines),
+        ev.PaymentReversed(**BASE, originator_version=4, customer_id="C1", payment_id="P1", currency="EUR", amount_minor=5,
+                           reversed_on=date(2026, 4, 1), reason="bounced", unallocated=lines),
+        ReferenceClaimed(**BASE, originator_version=1, kind="payment", reference="P1", customer_id="C1"),
+        CommandRecorded(**BASE, originator_version=1, idempotency_key="k", fingerprint="f", result={}),
+    ]
+    for event in events:
+        cls = type(event)
+        light = msgspec.json.decode(encode_event(event), type=export_struct(cls))
+        assert describe(light, cls) == describe(event)
+        assert (light.event_id, light.originator_id, light.actor) == (str(event.event_id), str(event.originator_id), event.actor)
+        assert recorded_text(light.recorded_at) == utc_text(event.recorded_at)
+        assert isinstance(msgspec.json.decode(encode_event(event), type=trail_struct(cls)), trail_struct(cls))
 
 
 def test_describe_links_every_invoice_an_event_touches():
@@ -66,12 +100,10 @@ def test_times_are_fixed_width_utc_text():
 
 
 def test_recorded_times_read_from_the_json_match_the_parsed_ones():
-    from projections.audit_trail import _recorded_text
-
     for moment in (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 9, 30, 5, 120, tzinfo=UTC),
                    datetime(2026, 1, 1, 9, 30, 5, 120, tzinfo=timezone(timedelta(hours=-5)))):
         text = msgspec.json.encode(moment).decode().strip('"')
-        assert _recorded_text(text) == utc_text(moment)
+        assert recorded_text(text) == utc_text(moment)
 
 
 def test_anchor_round_trip_and_rejects_garbage():
@@ -86,3 +118,36 @@ def test_check_export_flags_a_truncated_file():
     header = '{"arledger_audit_export":1,"position":0,"chain_head":null,"filters":{},"chain":"","columns":[]}\n'
     assert check_export([header, '{"arledger_audit_export_end":{"rows":0}}\n']) == []
     assert check_export([header]) == ["the trailer is missing or its row count differs: the file is truncated or edited"]
+
+
+def test_handle_writes_the_same_rows_from_full_or_light_events(tmp_path):
+    """A runner that ignores ``decode_as`` (full events) gets exactly the rows the light path writes."""
+    from projections.audit_trail import AuditTrail, trail_struct
+    from projections.db import ViewDatabase
+    from projections.runner import Envelope
+
+    lines = (ev.AllocationLine(invoice_number="INV-2", installment=1, amount_minor=5),)
+    events = [
+        ev.CreditNoteIssued(**BASE, originator_version=1, customer_id="C1", credit_note_number="CN-1", currency="EUR", amount_minor=5,
+                            issue_date=date(2026, 4, 2), invoice_number="INV-1", applied=lines),
+        ReferenceClaimed(**BASE, originator_version=1, kind="invoice", reference="INV-3", customer_id="C1"),
+        CommandRecorded(**BASE, originator_version=1, idempotency_key="k", fingerprint="f", result={"customer_id": "X"}),
+    ]
+    tables = []
+    for light in (False, True):
+        db = ViewDatabase(f"sqlite:///{tmp_path / f'views-{light}.sqlite'}")
+        trail = AuditTrail()
+        batch = []
+        for position, event in enumerate(events, start=1):
+            state = encode_event(event)
+            decoded = msgspec.json.decode(state, type=trail_struct(type(event))) if light else event
+            batch.append(Envelope(position, decoded, topic_of(type(event)), state))
+        with db.transaction() as tx:
+            trail.create(tx)
+            trail.handle(tx, batch)
+        tables.append([db.query(f"SELECT * FROM {t} ORDER BY 1") for t in ("audit_trail", "audit_trail_invoices", "audit_trail_spans")])
+        db.close()
+    assert tables[0] == tables[1]
+    trail_rows, links, spans = tables[0]
+    assert [r[3:] for r in trail_rows] == [("C1", "alice", "INV-1"), ("C1", "alice", "INV-3"), (None, "alice", None)]
+    assert links == [(1, "INV-2")] and spans == [(1, 3, 3, "2026-03-01T12:00:00.000000+00:00", "2026-03-01T12:00:00.000000+00:00")]
