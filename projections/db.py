@@ -48,22 +48,35 @@ class Tx:
         return self.cursor.rowcount
 
 
+def sqlite_path(database_url: str) -> str | None:
+    """The file of an ``sqlite:///`` URL, or ``None`` for another database."""
+    parsed = urlparse(database_url)
+    return None if parsed.scheme in ("postgres", "postgresql") else unquote(parsed.path)
+
+
 class ViewDatabase:
     """One connection to the view database. Not shared between threads."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, scratch: bool = False, cache_mb: int = 64) -> None:
         self.url = database_url
         parsed = urlparse(database_url)
         self.dialect = "postgres" if parsed.scheme in ("postgres", "postgresql") else "sqlite"
         if self.dialect == "sqlite":
             path = unquote(parsed.path)
             self.conn: Any = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if scratch:
+                # A disposable file that one process fills and then hands over whole (a
+                # rebuild's scratch copy, projections/rebuild.py): no journal, no syncs,
+                # no lock traffic. A crash loses it, which is the point: it is rebuilt.
+                for pragma in ("journal_mode=OFF", "synchronous=OFF", "locking_mode=EXCLUSIVE"):
+                    self.conn.execute(f"PRAGMA {pragma}")
+            else:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
             # views are rebuilt in big batches: a larger page cache (64 MB) keeps the
             # b-trees being filled in memory (temporary sort files stay on disk, so
             # building an index over millions of rows does not grow the process)
-            self.conn.execute("PRAGMA cache_size=-65536")
+            self.conn.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")
         else:
             import psycopg
 
