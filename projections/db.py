@@ -68,7 +68,8 @@ class ViewDatabase:
                 # A disposable file that one process fills and then hands over whole (a
                 # rebuild's scratch copy, projections/rebuild.py): no journal, no syncs,
                 # no lock traffic. A crash loses it, which is the point: it is rebuilt.
-                for pragma in ("journal_mode=OFF", "synchronous=OFF", "locking_mode=EXCLUSIVE"):
+                # 16 KB pages: appending millions of rows splits a quarter as many pages.
+                for pragma in ("page_size=16384", "journal_mode=OFF", "synchronous=OFF", "locking_mode=EXCLUSIVE"):
                     self.conn.execute(f"PRAGMA {pragma}")
             else:
                 self.conn.execute("PRAGMA journal_mode=WAL")

@@ -26,6 +26,7 @@ Peak memory is reported per process (parent and workers), so a caller can state 
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import re
@@ -157,11 +158,11 @@ def build_group(job: GroupJob, reached: Any = None) -> GroupResult:
                 sql += f" AND topic IN ({', '.join('?' * len(job.topics))})"
                 params.extend(job.topics)
             cursor = source.execute(sql + " ORDER BY rowid", params)
-            shared = len(job.projections) > 1
+            shared = _shared_topics(job.projections)
             while rows := cursor.fetchmany(job.batch_size):
                 decoded: dict[tuple[int, Any], Any] | None = {} if shared else None
                 for projection in job.projections:
-                    batch = envelopes(rows, 0, decoders[projection.name], decoded)
+                    batch = envelopes(rows, 0, decoders[projection.name], decoded, shared)
                     if batch:
                         projection.handle(tx, batch)
                         applied[projection.name] += len(batch)
@@ -182,11 +183,32 @@ def build_group(job: GroupJob, reached: Any = None) -> GroupResult:
     return GroupResult(applied, tables, peak_rss_mb(), _cpu_seconds() - cpu)
 
 
+def _shared_topics(projections: Sequence[Any]) -> frozenset[str]:
+    """Topics that two of ``projections`` read as the same class: such events are decoded
+    once for both (for the others a shared cache would only cost a lookup)."""
+    if len(projections) < 2:
+        return frozenset()
+    from domain.catalog import all_event_types
+    from projections.runner import decode_target
+    from services.persistence import topic_of
+
+    shared = set()
+    for cls in all_event_types():
+        targets = [t for t in (decode_target(p, topic_of(cls)) for p in projections) if t is not None]
+        if len(targets) != len(set(targets)):
+            shared.add(topic_of(cls))
+    return frozenset(shared)
+
+
 def _tables(tx: Any) -> set[str]:
     return {r[0] for r in tx.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchall()}
 
 
 def _worker(job: GroupJob, reached: Any, conn: Connection) -> None:
+    # A short-lived process whose millions of row tuples are all garbage-free: the cyclic
+    # collector would only re-scan them (what the parent had at the fork is frozen too).
+    gc.freeze()
+    gc.disable()
     try:
         conn.send(("ok", build_group(job, reached)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it

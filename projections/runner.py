@@ -102,7 +102,7 @@ ProgressCallback = Callable[[int, int], None]  # (position reached, head positio
 
 #: Page cache of each rebuild worker's scratch database (MB): the b-trees being appended
 #: to stay in memory; bigger buys little and counts against the rebuild's peak memory.
-REBUILD_CACHE_MB = 32
+REBUILD_CACHE_MB = 16
 
 
 def default_workers() -> int:
@@ -378,10 +378,11 @@ class Decoders(dict[str, Any]):
 
 
 def envelopes(rows: Iterable[tuple[int, str, bytes]], after: int, decoders: Decoders,
-              decoded: dict[tuple[int, Any], Any] | None = None) -> list[Envelope]:
+              decoded: dict[tuple[int, Any], Any] | None = None, shared: frozenset[str] | None = None) -> list[Envelope]:
     """The envelopes of ``rows`` after position ``after`` that a projection reads.
     ``decoded`` is shared by the projections of one batch so that an event several of
-    them read as the same class is decoded once."""
+    them read as the same class is decoded once (only events of the ``shared`` topics,
+    when given: the others are read by one projection)."""
     batch: list[Envelope] = []
     append = batch.append
     for position, topic, state in rows:
@@ -390,7 +391,7 @@ def envelopes(rows: Iterable[tuple[int, str, bytes]], after: int, decoders: Deco
         decode = decoders[topic]
         if decode is None:
             continue
-        if decoded is not None:
+        if decoded is not None and (shared is None or topic in shared):
             key = (position, decode)
             event = decoded.get(key)
             if event is None:
