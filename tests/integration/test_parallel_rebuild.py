@@ -223,3 +223,30 @@ def test_sigkill_during_the_rebuild_leaves_the_old_views_or_the_new(tmp_path, ph
     finally:
         db.close()
         app.close()
+
+
+def test_groups_are_balanced_by_rebuild_weight():
+    from projections.rebuild import plan_groups
+
+    class P:
+        def __init__(self, name, weight):
+            self.name, self.rebuild_weight = name, weight
+
+    heavy, medium, light, tiny = P("heavy", 3.0), P("medium", 2.0), P("light", 1.0), P("tiny", 0.1)
+    groups = plan_groups([tiny, light, medium, heavy], 2)
+    assert [[p.name for p in g] for g in groups] == [["heavy", "tiny"], ["medium", "light"]]
+    assert [[p.name for p in g] for g in plan_groups([tiny, light], 8)] == [["light"], ["tiny"]]
+    assert [[p.name for p in g] for g in plan_groups([tiny, light], 1)] == [["light", "tiny"]]
+
+
+def test_scratch_directories_of_dead_rebuilds_are_removed(tmp_path):
+    from projections.rebuild import remove_stale_scratch
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    stale = tmp_path / f".arledger-rebuild-{int(dead.stdout)}-x"
+    alive = tmp_path / f".arledger-rebuild-{os.getpid()}-y"
+    for directory in (stale, alive):
+        directory.mkdir()
+        (directory / "group-0.sqlite").write_bytes(b"scratch")
+    remove_stale_scratch(tmp_path)
+    assert not stale.exists() and alive.exists()
