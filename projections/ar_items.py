@@ -123,13 +123,13 @@ _UPSERT_MONTHS = (
     "INSERT INTO ar_aging_months (currency, kind, due_date, effective_month, amount_minor) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (currency, kind, due_date, effective_month) DO UPDATE SET amount_minor = ar_aging_months.amount_minor + excluded.amount_minor"
 )
-_INSERT_MOVEMENT = (
+_INSERT_MOVEMENTS = (
     "INSERT INTO ar_movements (position, seq, recorded_at, customer_id, currency, invoice_number, installment, kind,"
-    " effective_date, amount_minor, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " effective_date, amount_minor, document) VALUES"
 )
-_INSERT_INSTALLMENT = (
+_INSERT_INSTALLMENTS = (
     "INSERT INTO ar_installments (invoice_number, installment, customer_id, currency, issue_date, due_date,"
-    " amount_minor, open_minor, position, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " amount_minor, open_minor, position, recorded_at) VALUES"
 )
 _UPSERT_CUSTOMER = (
     "INSERT INTO ar_customers (customer_id, name, currency, payment_terms_days, region, industry, salesperson, country,"
@@ -415,11 +415,11 @@ class ArItemsProjection(Projection):
                 if delta:
                     installments[i] = (*row[:7], row[7] + delta, *row[8:])
         tx.executemany(_UPSERT_CUSTOMER, list(map(tuple, rows.customers.values())))
-        tx.executemany(_INSERT_INSTALLMENT, installments)
-        tx.executemany(_INSERT_MOVEMENT, rows.movements)
-        tx.executemany(
+        tx.insert_many(_INSERT_INSTALLMENTS, installments)
+        tx.insert_many(_INSERT_MOVEMENTS, rows.movements)
+        tx.insert_many(
             "INSERT INTO ar_customer_versions (customer_id, position, recorded_at, currency, region, industry, salesperson)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows.customer_versions,
+            " VALUES", rows.customer_versions,
         )
         tx.executemany(
             "INSERT INTO ar_disputes (position, recorded_at, customer_id, invoice_number, kind, effective_date, amount_minor,"

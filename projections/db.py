@@ -36,6 +36,24 @@ class Tx:
         if rows:
             self.cursor.executemany(self.db.adapt(sql), rows)
 
+    def insert_many(self, head: str, rows: Sequence[Sequence[Any]], per_statement: int = 100) -> None:
+        """``head`` (``INSERT INTO t (cols) VALUES``) for every row. On SQLite, rows go
+        ``per_statement`` to an INSERT: a quarter cheaper per row than one statement step
+        each (bulk rebuilds write millions); elsewhere one executemany."""
+        if not rows:
+            return
+        width = len(rows[0])
+        one = "(" + ", ".join("?" * width) + ")"
+        if self.db.dialect != "sqlite" or len(rows) < per_statement:
+            self.executemany(f"{head} {one}", rows)
+            return
+        full = len(rows) - len(rows) % per_statement
+        flat = [value for row in rows[:full] for value in row]
+        step = per_statement * width
+        self.cursor.executemany(f"{head} {', '.join([one] * per_statement)}", [flat[i:i + step] for i in range(0, full * width, step)])
+        if full < len(rows):
+            self.cursor.executemany(f"{head} {one}", rows[full:])
+
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.cursor.fetchall()]
 
@@ -91,11 +109,14 @@ class ViewDatabase:
         return _QMARK.sub("%s", sql) if self.dialect == "postgres" else sql
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """Everything inside commits together or not at all."""
+    def transaction(self, *, immediate: bool = True) -> Iterator[Tx]:
+        """Everything inside commits together or not at all. On SQLite the write lock is
+        taken at once (``immediate``) unless the first statement writes anyway: a
+        deferred BEGIN opens write transactions only on the databases written, so
+        attached read-only scratch files never turn the commit into a multi-file one."""
         if self.dialect == "sqlite":
             cur = self.conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            cur.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
                 yield Tx(self, cur)
             except BaseException:

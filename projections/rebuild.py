@@ -289,7 +289,18 @@ def _swap(db: ViewDatabase, jobs: Sequence[GroupJob], results: Sequence[GroupRes
     for alias, job in zip(aliases, jobs, strict=True):
         db.conn.execute("ATTACH DATABASE ? AS " + alias, (job.scratch_path,))
     try:
-        with db.transaction() as tx:
+        # Deferred BEGIN, first statement a write to main: the write lock on main is taken
+        # at once (waiting for other writers as usual), and the attached scratch files,
+        # only read, never turn the commit into a multi-file one.
+        with db.transaction(immediate=False) as tx:
+            for job in jobs:
+                for projection in job.projections:
+                    tx.execute(
+                        "INSERT INTO projection_positions (name, position, version, updated_at) VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT (name) DO UPDATE SET position = excluded.position, version = excluded.version,"
+                        " updated_at = excluded.updated_at",
+                        (projection.name, head, versions[projection.name], now_text()),
+                    )
             for alias, job, result in zip(aliases, jobs, results, strict=True):
                 for projection in job.projections:
                     projection.drop(tx)
@@ -298,15 +309,12 @@ def _swap(db: ViewDatabase, jobs: Sequence[GroupJob], results: Sequence[GroupRes
                         tx.execute(ddl)
                     for table in result.tables[projection.name]:
                         tx.execute(f'INSERT INTO main."{table}" SELECT * FROM {alias}."{SCRATCH_PREFIX}{table}"')
-                    tx.execute(
-                        "INSERT INTO projection_positions (name, position, version, updated_at) VALUES (?, ?, ?, ?)"
-                        " ON CONFLICT (name) DO UPDATE SET position = excluded.position, version = excluded.version,"
-                        " updated_at = excluded.updated_at",
-                        (projection.name, head, versions[projection.name], now_text()),
-                    )
     finally:
         for alias in aliases:
             db.conn.execute("DETACH DATABASE " + alias)
+    # The commit's checkpoint copied the new views into the database file; give back the
+    # WAL's disk space (as large as the views) when no reader holds it.
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def scratch_directory(database_path: str) -> Path:
