@@ -384,21 +384,24 @@ class ArItemsProjection(Projection):
         for table in _TABLES:
             tx.execute(f"DROP TABLE IF EXISTS {table}")
 
-    #: aging-grid sums kept across batches during a rebuild (``None``: live, per batch)
+    #: aging-grid sums kept across batches while rebuilding into ``_bulk_db`` (only there:
+    #: a live transaction on another database always writes its own batch's sums)
     _bulk_grid: dict[tuple[str, str, str, str], int] | None = None
+    _bulk_db: ViewDatabase | None = None
 
-    def begin_rebuild(self) -> None:
+    def begin_rebuild(self, tx: Tx) -> None:
         # the aging grid is a few thousand sums: a rebuild keeps them in memory and writes
         # each row once at the end, instead of upserting the same rows batch after batch
-        self._bulk_grid = defaultdict(int)
+        self._bulk_grid, self._bulk_db = defaultdict(int), tx.db
 
     def finish_rebuild(self, tx: Tx) -> None:
-        grid, self._bulk_grid = self._bulk_grid, None
+        grid, self._bulk_grid, self._bulk_db = self._bulk_grid, None, None
         if grid:
-            _write_grid(tx, grid)
+            _write_grid(tx, grid, fresh=True)
 
     def handle(self, tx: Tx, batch: Sequence[Envelope]) -> None:
-        rows = _Batch(self._bulk_grid)
+        bulk = self._bulk_grid if self._bulk_db is tx.db else None
+        rows = _Batch(bulk)
         handlers = _HANDLERS
         for env in batch:
             event = env.event
@@ -434,15 +437,22 @@ class ArItemsProjection(Projection):
             [(delta, inv, inst) for (inv, inst), delta in deltas.items() if delta],
         )
         rows.place(tx)
-        if self._bulk_grid is None:
+        if bulk is None:
             _write_grid(tx, rows.grid)
 
 
-def _write_grid(tx: Tx, grid: dict[tuple[str, str, str, str], int]) -> None:
-    """Add summed movements to the aging grid and its monthly roll-up."""
+def _write_grid(tx: Tx, grid: dict[tuple[str, str, str, str], int], *, fresh: bool = False) -> None:
+    """Add summed movements to the aging grid and its monthly roll-up (``fresh``: into
+    the empty tables of a rebuild, where every key is new and a plain insert does)."""
     months: dict[tuple[str, str, str, str], int] = defaultdict(int)
     for (currency, kind, due, effective), amount in grid.items():
         months[(currency, kind, due, effective[:7])] += amount
+    if fresh:
+        tx.insert_many("INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor) VALUES",
+                       sorted((*key, amount) for key, amount in grid.items()))
+        tx.insert_many("INSERT INTO ar_aging_months (currency, kind, due_date, effective_month, amount_minor) VALUES",
+                       sorted((*key, amount) for key, amount in months.items()))
+        return
     tx.executemany(_UPSERT_GRID, [(*key, amount) for key, amount in grid.items()])
     tx.executemany(_UPSERT_MONTHS, [(*key, amount) for key, amount in months.items()])
 

@@ -150,7 +150,7 @@ def build_group(job: GroupJob, reached: Any = None) -> GroupResult:
                 before = _tables(tx)
                 projection.create(tx)
                 tables[projection.name] = sorted(_tables(tx) - before)
-                projection.begin_rebuild()
+                projection.begin_rebuild(tx)
             decoders = {p.name: Decoders(lambda topic, p=p: decode_target(p, topic)) for p in job.projections}
             sql = f"SELECT rowid, topic, state FROM {job.events_table} WHERE rowid <= ?"
             params: list[Any] = [job.head]

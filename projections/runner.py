@@ -85,11 +85,11 @@ class Projection(ABC):
         """Apply a batch of events in stream order, inside the runner's transaction.
         Every projection implements it; a class without it cannot be instantiated."""
 
-    def begin_rebuild(self) -> None:
+    def begin_rebuild(self, tx: Tx) -> None:
         """A rebuild from zero into a fresh scratch database starts (projections/rebuild.py):
-        every ``handle`` call until :meth:`finish_rebuild` belongs to one transaction that
-        nobody reads before it is swapped in whole, so a projection may keep running
-        totals in memory instead of upserting them batch by batch."""
+        every ``handle`` call on ``tx.db`` until :meth:`finish_rebuild` belongs to one
+        transaction that nobody reads before it is swapped in whole, so a projection may
+        keep running totals in memory instead of upserting them batch by batch."""
 
     def finish_rebuild(self, tx: Tx) -> None:
         """Write what was kept in memory since :meth:`begin_rebuild` (after the last batch)."""
