@@ -15,6 +15,7 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -48,7 +49,7 @@ class Tx:
             self.executemany(f"{head} {one}", rows)
             return
         full = len(rows) - len(rows) % per_statement
-        flat = [value for row in rows[:full] for value in row]
+        flat = list(chain.from_iterable(rows[:full]))
         step = per_statement * width
         self.cursor.executemany(f"{head} {', '.join([one] * per_statement)}", [flat[i:i + step] for i in range(0, full * width, step)])
         if full < len(rows):

@@ -88,6 +88,9 @@ class RebuildReport:
     #: peak resident memory of every process the rebuild used: "parent" and one entry per worker
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     cpu_seconds: float = 0.0  # CPU of all of them (user + system)
+    #: CPU seconds per process, same keys as ``peak_rss_mb`` (the parent's: reading the
+    #: head, waiting, and the swap)
+    process_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_peak_rss_mb(self) -> float:
@@ -252,12 +255,12 @@ def rebuild_sqlite(db: ViewDatabase, jobs: Sequence[GroupJob], *, versions: dict
             process.join()
             receiver.close()
     applied = {name: n for r in results for name, n in r.applied.items()}
-    peaks = {"parent": peak_rss_mb()}
-    peaks.update({f"worker {i + 1} ({'+'.join(p.name for p in job.projections)})": r.peak_rss_mb
-                  for i, (job, r) in enumerate(zip(jobs, results, strict=True))})
+    labels = [f"worker {i + 1} ({'+'.join(p.name for p in job.projections)})" for i, job in enumerate(jobs)]
+    peaks = {"parent": peak_rss_mb(), **{label: r.peak_rss_mb for label, r in zip(labels, results, strict=True)}}
+    cpus = {"parent": _cpu_seconds() - cpu, **{label: r.cpu_seconds for label, r in zip(labels, results, strict=True)}}
     return RebuildReport(head=head, applied=applied, seconds=time.perf_counter() - started, build_seconds=build_seconds,
                          swap_seconds=swap_seconds, workers=len(jobs), peak_rss_mb=peaks,
-                         cpu_seconds=_cpu_seconds() - cpu + sum(r.cpu_seconds for r in results))
+                         cpu_seconds=sum(cpus.values()), process_cpu_seconds=cpus)
 
 
 def _collect(running: list[Any], head: int, progress: Callable[[int, int], None] | None) -> list[GroupResult]:

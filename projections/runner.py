@@ -335,7 +335,8 @@ class ProjectionRunner:
         seconds = time.perf_counter() - started
         return RebuildReport(head=head, applied=applied, seconds=seconds,
                              build_seconds=seconds, swap_seconds=0.0, workers=0,
-                             peak_rss_mb={"parent": peak_rss_mb()}, cpu_seconds=time.process_time() - cpu)
+                             peak_rss_mb={"parent": peak_rss_mb()}, cpu_seconds=time.process_time() - cpu,
+                             process_cpu_seconds={"parent": time.process_time() - cpu})
 
     def run_forever(self, stop: threading.Event, poll_interval: float = 0.2) -> None:
         """Follow the stream until ``stop`` is set (the ``projections run`` worker)."""

@@ -92,11 +92,12 @@ def _rebuild(args: argparse.Namespace) -> int:
         for name in names:
             console.print(f"{name}: {report.applied[name]} events applied")
         memory = ", ".join(f"{who} {mb:,.0f}" for who, mb in report.peak_rss_mb.items())
+        cpu = ", ".join(f"{who} {s:.2f}" for who, s in report.process_cpu_seconds.items())
         how = f"{report.workers} worker processes" if report.workers else "in place"
         console.print(
             f"rebuilt {len(names)} projection(s) from {report.head} stream positions in {report.seconds:.2f} s"
             f" ({how}: build {report.build_seconds:.2f} s, swap {report.swap_seconds:.2f} s),"
-            f" {report.head / max(report.seconds, 1e-9):,.0f} events/s; CPU {report.cpu_seconds:.2f} s;"
+            f" {report.head / max(report.seconds, 1e-9):,.0f} events/s; CPU {report.cpu_seconds:.2f} s ({cpu});"
             f" peak RSS {report.total_peak_rss_mb:,.0f} MB summed over processes ({memory})"
         )
     finally:
