@@ -75,6 +75,7 @@ class GroupResult:
     tables: dict[str, list[str]]  # projection name -> scratch tables it owns (final names)
     peak_rss_mb: float
     cpu_seconds: float
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds: replay, indexes
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def build_group(job: GroupJob, reached: Any = None) -> GroupResult:
                 params.extend(job.topics)
             cursor = source.execute(sql + " ORDER BY rowid", params)
             shared = _shared_topics(job.projections)
+            replay_started = time.perf_counter()
             while rows := cursor.fetchmany(job.batch_size):
                 decoded: dict[tuple[int, Any], Any] | None = {} if shared else None
                 for projection in job.projections:
@@ -175,15 +177,18 @@ def build_group(job: GroupJob, reached: Any = None) -> GroupResult:
                     os._exit(3)
             for projection in job.projections:
                 projection.finish_rebuild(tx)
+            indexes_started = time.perf_counter()
+            for projection in job.projections:
                 for ddl in projection.indexes:
                     tx.execute(ddl)
-            for name, owned in tables.items():
+            for owned in tables.values():
                 for table in owned:
                     tx.execute(f'ALTER TABLE "{table}" RENAME TO "{SCRATCH_PREFIX}{table}"')
+            phases = {"replay": indexes_started - replay_started, "indexes": time.perf_counter() - indexes_started}
     finally:
         source.close()
         scratch.close()
-    return GroupResult(applied, tables, peak_rss_mb(), _cpu_seconds() - cpu)
+    return GroupResult(applied, tables, peak_rss_mb(), _cpu_seconds() - cpu, phases)
 
 
 def _shared_topics(projections: Sequence[Any]) -> frozenset[str]:
@@ -255,6 +260,9 @@ def rebuild_sqlite(db: ViewDatabase, jobs: Sequence[GroupJob], *, versions: dict
             process.join()
             receiver.close()
     applied = {name: n for r in results for name, n in r.applied.items()}
+    for job, result in zip(jobs, results, strict=True):
+        log.info("projections_rebuild_group", projections=[p.name for p in job.projections], cpu_seconds=round(result.cpu_seconds, 2),
+                 **{f"{phase}_seconds": round(seconds, 2) for phase, seconds in result.phases.items()})
     labels = [f"worker {i + 1} ({'+'.join(p.name for p in job.projections)})" for i, job in enumerate(jobs)]
     peaks = {"parent": peak_rss_mb(), **{label: r.peak_rss_mb for label, r in zip(labels, results, strict=True)}}
     cpus = {"parent": _cpu_seconds() - cpu, **{label: r.cpu_seconds for label, r in zip(labels, results, strict=True)}}
