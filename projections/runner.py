@@ -26,8 +26,8 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
