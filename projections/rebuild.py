@@ -92,6 +92,9 @@ class RebuildReport:
     #: CPU seconds per process, same keys as ``peak_rss_mb`` (the parent's: reading the
     #: head, waiting, and the swap)
     process_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    #: wall seconds of the swap's steps: "drop" (old tables out, new ones created),
+    #: "copy" (scratch rows in) and "commit" (with its checkpoint into the database file)
+    swap_phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_peak_rss_mb(self) -> float:
@@ -249,7 +252,7 @@ def rebuild_sqlite(db: ViewDatabase, jobs: Sequence[GroupJob], *, versions: dict
         results = _collect(running, head, progress)
         build_seconds = time.perf_counter() - started
         swap_started = time.perf_counter()
-        _swap(db, jobs, results, head, versions)
+        swap_phases = _swap(db, jobs, results, head, versions)
         swap_seconds = time.perf_counter() - swap_started
         if progress:
             progress(head, head)
@@ -267,7 +270,7 @@ def rebuild_sqlite(db: ViewDatabase, jobs: Sequence[GroupJob], *, versions: dict
     peaks = {"parent": peak_rss_mb(), **{label: r.peak_rss_mb for label, r in zip(labels, results, strict=True)}}
     cpus = {"parent": _cpu_seconds() - cpu, **{label: r.cpu_seconds for label, r in zip(labels, results, strict=True)}}
     return RebuildReport(head=head, applied=applied, seconds=time.perf_counter() - started, build_seconds=build_seconds,
-                         swap_seconds=swap_seconds, workers=len(jobs), peak_rss_mb=peaks,
+                         swap_seconds=swap_seconds, swap_phases=swap_phases, workers=len(jobs), peak_rss_mb=peaks,
                          cpu_seconds=sum(cpus.values()), process_cpu_seconds=cpus)
 
 
@@ -292,9 +295,12 @@ def _collect(running: list[Any], head: int, progress: Callable[[int, int], None]
 
 
 def _swap(db: ViewDatabase, jobs: Sequence[GroupJob], results: Sequence[GroupResult], head: int,
-          versions: dict[str, int]) -> None:
-    """Old views out, new views in, positions at ``head``: one transaction."""
+          versions: dict[str, int]) -> dict[str, float]:
+    """Old views out, new views in, positions at ``head``: one transaction. Returns the
+    seconds of its steps."""
     from projections.runner import now_text
+
+    phases = {"drop": 0.0, "copy": 0.0, "commit": 0.0}
 
     aliases = [f"rebuild_{i}" for i in range(len(jobs))]
     for alias, job in zip(aliases, jobs, strict=True):
@@ -319,12 +325,17 @@ def _swap(db: ViewDatabase, jobs: Sequence[GroupJob], results: Sequence[GroupRes
                     )
             for alias, job, result in zip(aliases, jobs, results, strict=True):
                 for projection in job.projections:
+                    started = time.perf_counter()
                     projection.drop(tx)
                     projection.create(tx)
                     for ddl in projection.indexes:  # empty now: the copy fills them in key order
                         tx.execute(ddl)
+                    copying = time.perf_counter()
                     for table in result.tables[projection.name]:
                         tx.execute(f'INSERT INTO main."{table}" SELECT * FROM {alias}."{SCRATCH_PREFIX}{table}"')
+                    phases["drop"] += copying - started
+                    phases["copy"] += time.perf_counter() - copying
+            committing = time.perf_counter()
     finally:
         db.conn.execute(f"PRAGMA main.secure_delete = {int(secure_delete)}")
         for alias in aliases:
@@ -332,6 +343,8 @@ def _swap(db: ViewDatabase, jobs: Sequence[GroupJob], results: Sequence[GroupRes
     # The commit's checkpoint copied the new views into the database file; give back the
     # WAL's disk space (as large as the views) when no reader holds it.
     db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    phases["commit"] = time.perf_counter() - committing
+    return phases
 
 
 def scratch_directory(database_path: str) -> Path:

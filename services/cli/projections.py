@@ -96,7 +96,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         how = f"{report.workers} worker processes" if report.workers else "in place"
         console.print(
             f"rebuilt {len(names)} projection(s) from {report.head} stream positions in {report.seconds:.2f} s"
-            f" ({how}: build {report.build_seconds:.2f} s, swap {report.swap_seconds:.2f} s),"
+            f" ({how}: build {report.build_seconds:.2f} s, swap {report.swap_seconds:.2f} s"
+            + "".join(f", {step} {seconds:.2f}" for step, seconds in report.swap_phases.items()) + "),"
             f" {report.head / max(report.seconds, 1e-9):,.0f} events/s; CPU {report.cpu_seconds:.2f} s ({cpu});"
             f" peak RSS {report.total_peak_rss_mb:,.0f} MB summed over processes ({memory})"
         )
