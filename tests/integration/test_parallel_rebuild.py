@@ -250,3 +250,19 @@ def test_scratch_directories_of_dead_rebuilds_are_removed(tmp_path):
         (directory / "group-0.sqlite").write_bytes(b"scratch")
     remove_stale_scratch(tmp_path)
     assert not stale.exists() and alive.exists()
+
+
+def test_rebuilding_an_empty_store(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    app = bootstrap(Settings.from_env({}, database_url=url), clock=FakeClock(), configure_logs=False)
+    db = ViewDatabase(url)
+    try:
+        runner = ProjectionRunner(app.store, db, all_projections())
+        runner.setup()
+        report = runner.rebuild_all()
+        assert report.head == 0 and set(report.applied.values()) == {0}
+        assert {runner.position(p) for p in runner.projections} == {0}
+        assert db.query("SELECT COUNT(*) FROM ar_movements") == [(0,)]
+    finally:
+        db.close()
+        app.close()
