@@ -142,7 +142,7 @@ _UPSERT_CUSTOMER = (
 
 
 class _Batch:
-    """Rows of one batch, collected in memory and written with one executemany each."""
+    """Rows of one batch, collected in memory and written with a few bulk statements per table."""
 
     def __init__(self, grid: dict[tuple[str, str, str, str], int] | None = None) -> None:
         self.movements: list[tuple[Any, ...]] = []

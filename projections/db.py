@@ -38,14 +38,17 @@ class Tx:
             self.cursor.executemany(self.db.adapt(sql), rows)
 
     def insert_many(self, head: str, rows: Sequence[Sequence[Any]], per_statement: int = 100) -> None:
-        """``head`` (``INSERT INTO t (cols) VALUES``) for every row. On SQLite, rows go
-        ``per_statement`` to an INSERT: a quarter cheaper per row than one statement step
-        each (bulk rebuilds write millions); elsewhere one executemany."""
+        """``head`` (``INSERT INTO t (cols) VALUES``) for every row. On SQLite, rows go up
+        to ``per_statement`` to an INSERT (within the build's limit on bound variables):
+        a quarter cheaper per row than one statement step each, and bulk rebuilds write
+        millions; elsewhere one executemany."""
         if not rows:
             return
         width = len(rows[0])
         one = "(" + ", ".join("?" * width) + ")"
-        if self.db.dialect != "sqlite" or len(rows) < per_statement:
+        if self.db.dialect == "sqlite":
+            per_statement = min(per_statement, self.db.max_variables // width)
+        if self.db.dialect != "sqlite" or len(rows) < per_statement or per_statement < 2:
             self.executemany(f"{head} {one}", rows)
             return
         full = len(rows) - len(rows) % per_statement
@@ -105,6 +108,11 @@ class ViewDatabase:
             self.conn = psycopg.connect(dsn, autocommit=True)
             self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             self.conn.execute(f'SET search_path TO "{schema}"')
+
+    @property
+    def max_variables(self) -> int:
+        """Most ``?`` one SQLite statement may bind (999 before SQLite 3.32)."""
+        return int(self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
 
     def adapt(self, sql: str) -> str:
         return _QMARK.sub("%s", sql) if self.dialect == "postgres" else sql
