@@ -288,6 +288,8 @@ class ProjectionRunner:
         if store_path is None or view_path is None:
             return self._rebuild_in_place(names, progress, started)
         selected = [self.projections[n] for n in names]
+        with self.db.transaction() as tx:  # the swap records the positions here
+            tx.execute(POSITIONS_DDL)
         head = self.store.max_position()
         directory = scratch_directory(view_path)
         try:

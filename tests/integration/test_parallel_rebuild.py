@@ -266,3 +266,17 @@ def test_rebuilding_an_empty_store(tmp_path):
     finally:
         db.close()
         app.close()
+
+
+def test_rebuild_without_set_up_creates_the_positions(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    app = bootstrap(Settings.from_env({}, database_url=url), clock=FakeClock(), configure_logs=False)
+    db = ViewDatabase(url)
+    try:
+        ledger(app, customers=2, invoices=4)
+        runner = ProjectionRunner(app.store, db, all_projections())
+        report = runner.rebuild_all()  # no setup() before: a fresh view database
+        assert {runner.position(p) for p in runner.projections} == {report.head} == {app.store.max_position()}
+    finally:
+        db.close()
+        app.close()
