@@ -123,13 +123,13 @@ _UPSERT_MONTHS = (
     "INSERT INTO ar_aging_months (currency, kind, due_date, effective_month, amount_minor) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (currency, kind, due_date, effective_month) DO UPDATE SET amount_minor = ar_aging_months.amount_minor + excluded.amount_minor"
 )
-_INSERT_MOVEMENT = (
+_INSERT_MOVEMENTS = (
     "INSERT INTO ar_movements (position, seq, recorded_at, customer_id, currency, invoice_number, installment, kind,"
-    " effective_date, amount_minor, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " effective_date, amount_minor, document) VALUES"
 )
-_INSERT_INSTALLMENT = (
+_INSERT_INSTALLMENTS = (
     "INSERT INTO ar_installments (invoice_number, installment, customer_id, currency, issue_date, due_date,"
-    " amount_minor, open_minor, position, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " amount_minor, open_minor, position, recorded_at) VALUES"
 )
 _UPSERT_CUSTOMER = (
     "INSERT INTO ar_customers (customer_id, name, currency, payment_terms_days, region, industry, salesperson, country,"
@@ -142,9 +142,9 @@ _UPSERT_CUSTOMER = (
 
 
 class _Batch:
-    """Rows of one batch, collected in memory and written with one executemany each."""
+    """Rows of one batch, collected in memory and written with a few bulk statements per table."""
 
-    def __init__(self) -> None:
+    def __init__(self, grid: dict[tuple[str, str, str, str], int] | None = None) -> None:
         self.movements: list[tuple[Any, ...]] = []
         self.installments: list[tuple[Any, ...]] = []
         self.disputes: list[tuple[Any, ...]] = []
@@ -152,7 +152,7 @@ class _Batch:
         self.customers: dict[str, list[Any]] = {}
         self.customer_versions: list[tuple[Any, ...]] = []
         self.open_deltas: dict[tuple[str, int], int] = defaultdict(int)
-        self.grid: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        self.grid: dict[tuple[str, str, str, str], int] = defaultdict(int) if grid is None else grid
         self.due_dates: dict[tuple[str, int], str] = {}
         self.unplaced: list[tuple[str, str, str, int, str, int]] = []  # item movements awaiting their due date
 
@@ -249,13 +249,18 @@ _VIEWS: dict[type, type] = {
 
 
 def _invoice(b: _Batch, env: Envelope, e: ev.InvoiceIssued) -> None:
+    # the busiest events build their rows inline (same rows as ``_Batch.move``): a rebuild
+    # replays millions of them
+    position, recorded, customer, currency, number = env.position, _iso(e.recorded_at), e.customer_id, e.currency, e.invoice_number
+    issued = _day(e.issue_date)
+    grid, seq = b.grid, 0
     for inst in e.installments:
-        b.installments.append((
-            e.invoice_number, inst.number, e.customer_id, e.currency, _day(e.issue_date), _day(inst.due_date),
-            inst.amount_minor, inst.amount_minor, env.position, _iso(e.recorded_at),
-        ))
-        due = b.due_dates[(e.invoice_number, inst.number)] = _day(inst.due_date)
-        b.move(env, e, "invoiced", e.issue_date, inst.amount_minor, e.invoice_number, e.invoice_number, inst.number, due)
+        due = b.due_dates[(number, inst.number)] = _day(inst.due_date)
+        amount = inst.amount_minor
+        b.installments.append((number, inst.number, customer, currency, issued, due, amount, amount, position, recorded))
+        b.movements.append((position, seq, recorded, customer, currency, number, inst.number, "invoiced", issued, amount, number))
+        grid[(currency, "invoiced", due, issued)] += amount
+        seq += 1
 
 
 def _credit_note(b: _Batch, env: Envelope, e: ev.CreditNoteIssued) -> None:
@@ -266,12 +271,20 @@ def _credit_note(b: _Batch, env: Envelope, e: ev.CreditNoteIssued) -> None:
 
 
 def _payment_received(b: _Batch, env: Envelope, e: ev.PaymentReceived) -> None:
-    b.move(env, e, "cash_received", e.value_date, e.amount_minor, e.payment_id)
+    day = _day(e.value_date)
+    b.movements.append((env.position, 0, _iso(e.recorded_at), e.customer_id, e.currency, None, None, "cash_received", day,
+                        e.amount_minor, e.payment_id))
+    b.grid[(e.currency, "cash_received", "", day)] += e.amount_minor
 
 
 def _payment_allocated(b: _Batch, env: Envelope, e: ev.PaymentAllocated) -> None:
-    b.move(env, e, "allocated", e.value_date, -e.amount_minor, e.payment_id, e.invoice_number, e.installment)
-    b.move(env, e, "cash_allocated", e.value_date, -e.amount_minor, e.payment_id)
+    position, recorded, customer, currency, day, amount = env.position, _iso(e.recorded_at), e.customer_id, e.currency, _day(e.value_date), -e.amount_minor
+    invoice, installment = e.invoice_number, e.installment
+    b.movements.append((position, 0, recorded, customer, currency, invoice, installment, "allocated", day, amount, e.payment_id))
+    b.movements.append((position, 1, recorded, customer, currency, None, None, "cash_allocated", day, amount, e.payment_id))
+    b.open_deltas[(invoice, installment)] += amount
+    b.unplaced.append((currency, "allocated", invoice, installment, day, amount))
+    b.grid[(currency, "cash_allocated", "", day)] += amount
 
 
 def _payment_reversed(b: _Batch, env: Envelope, e: ev.PaymentReversed) -> None:
@@ -371,21 +384,45 @@ class ArItemsProjection(Projection):
         for table in _TABLES:
             tx.execute(f"DROP TABLE IF EXISTS {table}")
 
+    #: aging-grid sums kept across batches while rebuilding into ``_bulk_db`` (only there:
+    #: a live transaction on another database always writes its own batch's sums)
+    _bulk_grid: dict[tuple[str, str, str, str], int] | None = None
+    _bulk_db: ViewDatabase | None = None
+
+    def begin_rebuild(self, tx: Tx) -> None:
+        # the aging grid is a few thousand sums: a rebuild keeps them in memory and writes
+        # each row once at the end, instead of upserting the same rows batch after batch
+        self._bulk_grid, self._bulk_db = defaultdict(int), tx.db
+
+    def finish_rebuild(self, tx: Tx) -> None:
+        grid, self._bulk_grid, self._bulk_db = self._bulk_grid, None, None
+        if grid:
+            _write_grid(tx, grid, fresh=True)
+
     def handle(self, tx: Tx, batch: Sequence[Envelope]) -> None:
-        rows = _Batch()
+        bulk = self._bulk_grid if self._bulk_db is tx.db else None
+        rows = _Batch(bulk)
+        handlers = _HANDLERS
         for env in batch:
             event = env.event
-            handler = _HANDLERS.get(type(event))
+            handler = handlers.get(type(event))
             if handler is not None:
                 handler(rows, env, event)
             elif isinstance(event, ev.CustomerUpdated | ev.PaymentTermsSet):
                 _customer_changed(tx, rows, env, event)
+        deltas = rows.open_deltas
+        installments = rows.installments
+        if deltas and installments:  # payments of invoices issued in this very batch: open amount set on insert
+            for i, row in enumerate(installments):
+                delta = deltas.pop((row[0], row[1]), None)
+                if delta:
+                    installments[i] = (*row[:7], row[7] + delta, *row[8:])
         tx.executemany(_UPSERT_CUSTOMER, list(map(tuple, rows.customers.values())))
-        tx.executemany(_INSERT_INSTALLMENT, rows.installments)
-        tx.executemany(_INSERT_MOVEMENT, rows.movements)
-        tx.executemany(
+        tx.insert_many(_INSERT_INSTALLMENTS, installments)
+        tx.insert_many(_INSERT_MOVEMENTS, rows.movements)
+        tx.insert_many(
             "INSERT INTO ar_customer_versions (customer_id, position, recorded_at, currency, region, industry, salesperson)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows.customer_versions,
+            " VALUES", rows.customer_versions,
         )
         tx.executemany(
             "INSERT INTO ar_disputes (position, recorded_at, customer_id, invoice_number, kind, effective_date, amount_minor,"
@@ -397,14 +434,27 @@ class ArItemsProjection(Projection):
         )
         tx.executemany(
             "UPDATE ar_installments SET open_minor = open_minor + ? WHERE invoice_number = ? AND installment = ?",
-            [(delta, inv, inst) for (inv, inst), delta in rows.open_deltas.items() if delta],
+            [(delta, inv, inst) for (inv, inst), delta in deltas.items() if delta],
         )
         rows.place(tx)
-        months: dict[tuple[str, str, str, str], int] = defaultdict(int)
-        for (currency, kind, due, effective), amount in rows.grid.items():
-            months[(currency, kind, due, effective[:7])] += amount
-        tx.executemany(_UPSERT_GRID, [(*key, amount) for key, amount in rows.grid.items()])
-        tx.executemany(_UPSERT_MONTHS, [(*key, amount) for key, amount in months.items()])
+        if bulk is None:
+            _write_grid(tx, rows.grid)
+
+
+def _write_grid(tx: Tx, grid: dict[tuple[str, str, str, str], int], *, fresh: bool = False) -> None:
+    """Add summed movements to the aging grid and its monthly roll-up (``fresh``: into
+    the empty tables of a rebuild, where every key is new and a plain insert does)."""
+    months: dict[tuple[str, str, str, str], int] = defaultdict(int)
+    for (currency, kind, due, effective), amount in grid.items():
+        months[(currency, kind, due, effective[:7])] += amount
+    if fresh:
+        tx.insert_many("INSERT INTO ar_aging_grid (currency, kind, due_date, effective_date, amount_minor) VALUES",
+                       sorted((*key, amount) for key, amount in grid.items()))
+        tx.insert_many("INSERT INTO ar_aging_months (currency, kind, due_date, effective_month, amount_minor) VALUES",
+                       sorted((*key, amount) for key, amount in months.items()))
+        return
+    tx.executemany(_UPSERT_GRID, [(*key, amount) for key, amount in grid.items()])
+    tx.executemany(_UPSERT_MONTHS, [(*key, amount) for key, amount in months.items()])
 
 
 # ---- queries shared by the reports ------------------------------------------------------

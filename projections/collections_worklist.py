@@ -151,6 +151,9 @@ _HANDLERS = {
 
 
 class _TableProjection(Projection):
+    #: collections events are a small share of the stream: a rebuild worker takes these
+    #: views alongside a heavy one
+    rebuild_weight = 0.1
     ddl: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
     handlers: dict[type, Any] = {}

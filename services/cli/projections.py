@@ -79,19 +79,28 @@ def _rebuild(args: argparse.Namespace) -> int:
     app, db, runner = make_runner(args, names)
     console = Console(stderr=True)
     try:
+        started = time.perf_counter()
+        label = "all" if args.all else names[0]
+        with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, disable=not console.is_terminal) as progress:
+            task = progress.add_task(label, total=1, rate="")
+
+            def update(reached: int, head: int) -> None:
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress.update(task, completed=reached, total=max(head, 1), rate=f"{reached / elapsed:,.0f} events/s")
+
+            report = runner.rebuild_all(names, update, workers=args.workers)
         for name in names:
-            started = time.perf_counter()
-            head = app.store.max_position()
-            with Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, disable=not console.is_terminal) as progress:
-                task = progress.add_task(name, total=head or 1, rate="")
-
-                def update(reached: int, head_now: int) -> None:
-                    elapsed = max(time.perf_counter() - started, 1e-9)
-                    progress.update(task, completed=reached, total=max(head_now, 1), rate=f"{reached / elapsed:,.0f} events/s")
-
-                events = runner.rebuild(name, update)
-            elapsed = time.perf_counter() - started
-            console.print(f"{name}: rebuilt from {head} stream positions ({events} events applied) in {elapsed:.2f} s, {head / max(elapsed, 1e-9):,.0f} events/s")
+            console.print(f"{name}: {report.applied[name]} events applied")
+        memory = ", ".join(f"{who} {mb:,.0f}" for who, mb in report.peak_rss_mb.items())
+        cpu = ", ".join(f"{who} {s:.2f}" for who, s in report.process_cpu_seconds.items())
+        how = f"{report.workers} worker processes" if report.workers else "in place"
+        console.print(
+            f"rebuilt {len(names)} projection(s) from {report.head} stream positions in {report.seconds:.2f} s"
+            f" ({how}: build {report.build_seconds:.2f} s, swap {report.swap_seconds:.2f} s"
+            + "".join(f", {step} {seconds:.2f}" for step, seconds in report.swap_phases.items()) + "),"
+            f" {report.head / max(report.seconds, 1e-9):,.0f} events/s; CPU {report.cpu_seconds:.2f} s ({cpu});"
+            f" peak RSS {report.total_peak_rss_mb:,.0f} MB summed over processes ({memory})"
+        )
     finally:
         db.close()
         app.close()
@@ -129,6 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rebuild = sub.add_parser("rebuild", help="drop a view and replay the stream from zero")
     rebuild.add_argument("name", nargs="?")
     rebuild.add_argument("--all", action="store_true")
+    rebuild.add_argument("--workers", type=int, help="worker processes building views in parallel on SQLite (default: one per core)")
     rebuild.set_defaults(handler=_rebuild)
     status = sub.add_parser("status", help="position and lag of each projection")
     status.add_argument("--json", action="store_true")
