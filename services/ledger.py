@@ -1,24 +1,32 @@
 """The ledger application service: load an account, decide, save atomically.
 
-One public entry point, :meth:`LedgerService.execute`, handles every ledger command:
+One entry point, :meth:`LedgerService.execute` (or :meth:`~LedgerService.submit`, which
+returns a future), handles every ledger command:
 
 * it resolves which customer account a command is about (directly, or through the
   registry of invoice/payment/write-off references);
 * runs the account's rule checks (nothing is recorded if one fails);
 * saves the account's new events together with any reference claim and the
-  idempotency record in **one** atomic save, so a duplicate invoice number, a
-  repeated idempotency key or a concurrent writer makes the whole save fail;
-* on an optimistic-concurrency clash reloads and retries a few times, then reports
-  :class:`ConcurrencyConflict` (HTTP 409) - a clash is never lost or half-applied.
+  idempotency record atomically, so a duplicate invoice number, a repeated
+  idempotency key or a concurrent writer makes that command's save fail as a whole;
+* on an optimistic-concurrency clash decides it again on the store's state, a few
+  times, then reports :class:`ConcurrencyConflict` (HTTP 409) - a clash is never lost
+  or half-applied.
+
+Commands submitted while a save is being flushed are decided one after another on the
+accounts as the earlier ones leave them, and saved together with one durable commit
+(:mod:`services.group_commit`), each in its own savepoint: a refused or colliding
+command never fails the others, and each caller gets its own answer.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
-import random
-import time
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -26,12 +34,12 @@ from uuid import UUID
 import msgspec
 import structlog
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 
 from domain import commands as cmd
 from domain.account import CommandContext, CustomerAccount, project_account, take_snapshot
 from domain.errors import AlreadyExists, LedgerError, NotFound, RuleViolation
 from domain.registry import CommandRecorded, account_id, claim, event_id, idempotency_id, reference_id
+from services.group_commit import Group, Outcome, row_maker, write_groups
 from services.persistence import LedgerStore
 
 log = structlog.get_logger("arledger.ledger")
@@ -114,10 +122,66 @@ def decide(account: CustomerAccount, ctx: CommandContext, command: cmd.Command) 
     return handler(account, ctx, command)
 
 
+class _Pending:
+    """A submitted command: what to run, as whom, in whose context, and its answer."""
+
+    __slots__ = ("command", "actor", "correlation_id", "idempotency_key", "fingerprint", "context", "future", "attempt", "started")
+
+    def __init__(self, command: cmd.Command, actor: str, correlation_id: UUID, idempotency_key: str | None) -> None:
+        self.command = command
+        self.actor = actor
+        self.correlation_id = correlation_id
+        self.idempotency_key = idempotency_key
+        self.fingerprint = fingerprint(command) if idempotency_key else ""
+        # The caller's context: the credit policy in force and the request's log context
+        # (correlation id) apply while the committer decides and logs this command.
+        self.context = contextvars.copy_context()
+        self.future: Future[CommandResult] = Future()
+        self.attempt = 1
+        self.started = False
+
+
+class _Decided:
+    """A command decided in the current batch: its events and the rows to save."""
+
+    __slots__ = ("item", "account", "events", "rows", "result", "version")
+
+    def __init__(self, item: _Pending, account: CustomerAccount, events: list[Any], rows: list[Any], result: CommandResult) -> None:
+        self.item, self.account, self.events, self.rows, self.result = item, account, events, rows, result
+        self.version = events[-1].originator_version if events else account.version
+
+
+class _Defer(Exception):
+    """The command's account changed state in this batch in a way that may not be saved:
+    decide it again in the next batch, on what the store says then."""
+
+
 class LedgerService:
+    """Commands go through one committer thread per service, which decides them in
+    arrival order and saves each batch with **one** durable commit (group commit, see
+    :mod:`services.group_commit`): while one batch is being flushed to disk the next
+    one queues, so under load many commands share a flush and each still gets its own
+    result or error. ``execute`` waits for the answer; ``submit`` returns a future (the
+    HTTP API awaits it without holding a thread)."""
+
     def __init__(self, store: LedgerStore, clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
         self.clock = clock
+        self._to_row = row_maker(store)
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._draining = False
+        self._closed = False
+        self._executor: ThreadPoolExecutor | None = None
+        self._committer: int | None = None
+
+    def close(self) -> None:
+        """Finish what was submitted, then stop the committer thread."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     # ---- queries used by commands ------------------------------------------------------
 
@@ -141,52 +205,165 @@ class LedgerService:
     # ---- the command path --------------------------------------------------------------
 
     def execute(self, command: cmd.Command, *, actor: str, correlation_id: UUID | None = None, idempotency_key: str | None = None) -> CommandResult:
+        """Run a command and wait until it is recorded (or refused)."""
+        if threading.get_ident() == self._committer:
+            raise RuntimeError("a command cannot run another command while it is being decided")
+        return self.submit(command, actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key).result()
+
+    def submit(self, command: cmd.Command, *, actor: str, correlation_id: UUID | None = None, idempotency_key: str | None = None) -> Future[CommandResult]:
+        """Queue a command for the committer; the future holds its result or its error."""
         if not actor or not actor.strip():
             raise RuleViolation("actor", "required", "every command needs an actor")
-        correlation_id = correlation_id or uuid.uuid4()
-        print_ = fingerprint(command) if idempotency_key else ""
-        bound = log.bind(actor=actor, correlation_id=str(correlation_id), command=type(command).__name__)
-        if idempotency_key:
-            replay = self._replay(actor, idempotency_key, print_)
-            if replay is not None:
-                bound.info("command_replayed", idempotency_key=idempotency_key)
-                return replay
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            ctx = CommandContext(actor=actor, recorded_at=self.clock(), correlation_id=correlation_id, causation_id=uuid.uuid4())
-            account = self._decide(command, ctx)
-            events = account.collect_events()
-            result = CommandResult(
-                customer_id=account.state.customer_id, command=type(command).__name__,
-                events=[EventRef(type(e).__name__, str(e.event_id), e.originator_version) for e in events],
-            )
-            extras = self._claims(command, ctx, account.state.customer_id)
-            if idempotency_key:
-                extras.append(self._idempotency_record(ctx, idempotency_key, print_, result))
-            try:
-                self.store.save(*events, *extras)
-            except IntegrityError:
-                self._explain_conflict(command, account, actor, idempotency_key, print_)
-                replay = self._replay(actor, idempotency_key, print_) if idempotency_key else None
-                if replay is not None:
-                    return replay
-                bound.warning("command_conflict_retry", attempt=attempt, customer_id=account.state.customer_id)
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))  # jittered backoff: let the other writer finish
-                continue
-            self._maybe_snapshot(account, len(events))
-            bound.info("command_recorded", customer_id=account.state.customer_id, events=[r.type for r in result.events], version=account.version)
-            return result
-        raise ConcurrencyConflict(f"account kept changing under {MAX_ATTEMPTS} attempts; retry the command")
+        item = _Pending(command, actor, correlation_id or uuid.uuid4(), idempotency_key)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the ledger service is closed")
+            self._queue.append(item)
+            if not self._draining:
+                self._draining = True
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
+                self._executor.submit(self._drain)
+        return item.future
 
-    def _decide(self, command: cmd.Command, ctx: CommandContext) -> CustomerAccount:
+    def _drain(self) -> None:
+        """The committer: take everything queued, run it as one batch, until idle."""
+        self._committer = threading.get_ident()
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._draining = False
+                    return
+            try:
+                retry = self._run_batch(batch)
+            except BaseException as exc:  # a bug: never leave a caller waiting, nor the queue stuck
+                log.exception("command_batch_failed", commands=len(batch))
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    with self._lock:
+                        self._draining = False
+                    raise
+                continue
+            if retry:
+                with self._lock:
+                    self._queue[:0] = retry  # first in the next batch, in their order
+
+    def _run_batch(self, batch: list[_Pending]) -> list[_Pending]:
+        """Decide every command of ``batch`` on the accounts as the batch leaves them,
+        save all in one transaction, answer each; return those to decide again."""
+        accounts: dict[UUID, tuple[CustomerAccount, int]] = {}  # account id -> (account, version loaded)
+        tainted: set[UUID] = set()
+        decided: list[_Decided] = []
+        retry: list[_Pending] = []
+        for item in batch:
+            if not item.started:
+                if not item.future.set_running_or_notify_cancel():
+                    continue  # the caller gave up before it ran: nothing recorded
+                item.started = True
+            try:
+                outcome = item.context.run(self._decide_item, item, accounts, tainted)
+            except _Defer:
+                retry.append(item)
+            except Exception as exc:  # noqa: BLE001 - a refused command: its caller gets the error
+                item.future.set_exception(exc)
+            else:
+                if isinstance(outcome, CommandResult):
+                    item.future.set_result(outcome)
+                else:
+                    decided.append(outcome)
+        if not decided:
+            return self._again(retry)
+        try:
+            outcomes = write_groups(self.store, [Group(d.account.id, d.rows) for d in decided])
+        except Exception as exc:  # noqa: BLE001 - the transaction failed: nothing of it was recorded
+            for d in decided:
+                d.item.future.set_exception(exc)
+            return self._again(retry)
+        unsaved: set[UUID] = set()
+        for d, saved in zip(decided, outcomes):
+            if saved is Outcome.SAVED:
+                d.item.context.run(self._recorded, d)
+                d.item.future.set_result(d.result)
+                continue
+            unsaved.add(d.account.id)
+            if saved is Outcome.SKIPPED:
+                retry.append(d.item)
+                continue
+            try:
+                replay = d.item.context.run(self._after_conflict, d)
+            except Exception as exc:  # noqa: BLE001 - the conflict broke a rule (duplicate number...)
+                d.item.future.set_exception(exc)
+                continue
+            if replay is not None:
+                d.item.future.set_result(replay)
+            else:
+                retry.append(d.item)
+        for aid, (account, loaded) in accounts.items():
+            if aid not in unsaved and aid not in tainted:
+                self._remember(account, loaded)
+        return self._again(retry)
+
+    def _again(self, items: list[_Pending]) -> list[_Pending]:
+        again = []
+        for item in items:
+            item.attempt += 1
+            if item.attempt > MAX_ATTEMPTS:
+                item.future.set_exception(ConcurrencyConflict(f"account kept changing under {MAX_ATTEMPTS} attempts; retry the command"))
+            else:
+                again.append(item)
+        return again
+
+    def _decide_item(self, item: _Pending, accounts: dict[UUID, tuple[CustomerAccount, int]], tainted: set[UUID]) -> _Decided | CommandResult:
+        command, key = item.command, item.idempotency_key
+        if key:
+            replay = self._replay(item.actor, key, item.fingerprint)
+            if replay is not None:
+                log.info("command_replayed", actor=item.actor, correlation_id=str(item.correlation_id), command=type(command).__name__, idempotency_key=key)
+                return replay
+        ctx = CommandContext(actor=item.actor, recorded_at=self.clock(), correlation_id=item.correlation_id, causation_id=uuid.uuid4())
+        account = self._decide(command, ctx, accounts, tainted)
+        events = account.collect_events()
+        result = CommandResult(
+            customer_id=account.state.customer_id, command=type(command).__name__,
+            events=[EventRef(type(e).__name__, str(e.event_id), e.originator_version) for e in events],
+        )
+        extras = self._claims(command, ctx, account.state.customer_id)
+        if key:
+            extras.append(self._idempotency_record(ctx, key, item.fingerprint, result))
+        to_row = self._to_row
+        return _Decided(item, account, events, [to_row(e) for e in events] + [to_row(e) for e in extras], result)
+
+    def _decide(self, command: cmd.Command, ctx: CommandContext, accounts: dict[UUID, tuple[CustomerAccount, int]], tainted: set[UUID]) -> CustomerAccount:
+        """Run the command's rules on the account as this batch has left it."""
         if isinstance(command, cmd.RegisterCustomer):
-            fields = msgspec.structs.asdict(command)
-            return CustomerAccount.register(ctx, **fields)
+            account = CustomerAccount.register(ctx, **msgspec.structs.asdict(command))
+            if account.id in tainted:
+                raise _Defer
+            if account.id not in accounts:  # (a second registration collides when saved)
+                accounts[account.id] = (account, 0)
+            return account
         customer_id = getattr(command, "customer_id", None)
         if customer_id is None:
             kind, field = type(command).targets  # type: ignore[misc]
             customer_id = self.owner_of(kind, getattr(command, field), field)
-        account = self.account(customer_id)
-        decide(account, ctx, command)
+        aid = account_id(customer_id)
+        if aid in tainted:
+            raise _Defer
+        if aid in accounts:
+            account = accounts[aid][0]
+        else:
+            account = self.account(customer_id)
+            accounts[aid] = (account, account.version)
+        version = account.version
+        try:
+            decide(account, ctx, command)
+        except Exception:
+            if account.version != version or account.pending:  # half-applied: later commands must not build on it
+                tainted.add(aid)
+            raise
         return account
 
     def _claims(self, command: cmd.Command, ctx: CommandContext, customer_id: str) -> list[Any]:
@@ -213,19 +390,41 @@ class LedgerService:
         first = msgspec.convert(recorded.result, CommandResult)
         return msgspec.structs.replace(first, replayed=True)
 
-    def _explain_conflict(self, command: cmd.Command, account: CustomerAccount, actor: str, key: str | None, print_: str) -> None:
+    def _after_conflict(self, d: _Decided) -> CommandResult | None:
+        """A command's save collided: the rule it broke (raised), the first answer to
+        its idempotency key, or None to decide it again on the store's current state."""
+        item = d.item
+        self._explain_conflict(item.command, item.actor, item.idempotency_key)
+        replay = self._replay(item.actor, item.idempotency_key, item.fingerprint) if item.idempotency_key else None
+        if replay is None:
+            log.warning("command_conflict_retry", actor=item.actor, correlation_id=str(item.correlation_id), command=type(item.command).__name__,
+                        attempt=item.attempt, customer_id=d.result.customer_id)
+        return replay
+
+    def _explain_conflict(self, command: cmd.Command, actor: str, key: str | None) -> None:
         """Turn a store conflict that is not a concurrent write into the rule it broke."""
-        if isinstance(command, cmd.RegisterCustomer) and account.version == 1 and (key is None or self._recorded_command(actor, key) is None):
+        if key is not None and self._recorded_command(actor, key) is not None:
+            return  # the key's first answer is replayed
+        if isinstance(command, cmd.RegisterCustomer):
             raise AlreadyExists("customer_id", command.customer_id, "customer")
-        if command.creates is not None and (key is None or self._recorded_command(actor, key) is None):
+        if command.creates is not None:
             kind, field = command.creates
             reference = getattr(command, field)
             if list(self.store.events.get(reference_id(kind, reference), limit=1)):
                 raise AlreadyExists(field, reference, kind.replace("_", " "))
 
-    def _maybe_snapshot(self, account: CustomerAccount, new_events: int) -> None:
+    def _recorded(self, d: _Decided) -> None:
+        log.info("command_recorded", actor=d.item.actor, correlation_id=str(d.item.correlation_id), command=d.result.command,
+                 customer_id=d.result.customer_id, events=[r.type for r in d.result.events], version=d.version)
+
+    def _remember(self, account: CustomerAccount, loaded: int) -> None:
+        """A batch saved every change it made to ``account``: keep it in the cache (the
+        next command skips replaying these events) and snapshot it when due."""
+        cache = self.store.repository.cache
+        if cache is not None and account.version > loaded:
+            cache.put(account.id, account)
         interval = self.store.settings.snapshot_interval
         if self.store.snapshots is None or interval <= 0:
             return
-        if account.version // interval > (account.version - new_events) // interval:
+        if account.version // interval > loaded // interval:
             self.store.snapshots.put([take_snapshot(account)])

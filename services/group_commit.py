@@ -1,0 +1,125 @@
+"""Group commit: several commands' events in one durable transaction, each in its own savepoint.
+
+A command is durable when it is answered, so every save ends in a synchronous commit:
+an fsync of SQLite's write-ahead log (``synchronous=FULL``) or a WAL flush on
+PostgreSQL. That flush costs 1-6 ms on the disks we run on, far more than deciding a
+command (~0.2 ms), so one commit per command caps a store at a few hundred commands/s.
+:func:`write_groups` writes the events of many commands in **one** transaction (one
+flush) while keeping each command atomic on its own: each group runs inside a
+SAVEPOINT, and a group that collides on the (originator_id, originator_version) key -
+a concurrent writer, a duplicate reference, a repeated idempotency key - is rolled back
+alone and reported, the others still commit.
+
+Rows go into the recorder's own table, like the library's ``insert_events`` and the
+importer: notification ids come from the same rowid / bigserial, and on PostgreSQL the
+same EXCLUSIVE table lock and NOTIFY keep followers from skipping a position.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from services.persistence import LedgerStore, MsgspecMapper
+
+Row = tuple[Any, int, str, bytes]  # (originator_id, originator_version, topic, state)
+
+
+class Outcome(Enum):
+    SAVED = "saved"
+    CONFLICT = "conflict"  # this group's key collided; rolled back alone
+    SKIPPED = "skipped"  # not written: an earlier group on the same aggregate failed
+
+
+class Group:
+    """One command's events, as store rows, and the aggregate it was decided on (its
+    later groups depend on it: they are skipped when it fails)."""
+
+    __slots__ = ("aggregate_id", "rows")
+
+    def __init__(self, aggregate_id: UUID, rows: list[Row]) -> None:
+        self.aggregate_id = aggregate_id
+        self.rows = rows
+
+
+def row_maker(store: LedgerStore) -> Callable[[Any], Row]:
+    """The store's mapper turns an event into (originator_id, version, topic, state):
+    the same bytes ``Application.save`` would store (compression and cipher honoured)."""
+    mapper = store.mapper
+    if isinstance(mapper, MsgspecMapper):
+        return mapper.to_row
+
+    def to_row(event: Any) -> Row:
+        s = mapper.to_stored_event(event)
+        return s.originator_id, s.originator_version, s.topic, s.state
+
+    return to_row
+
+
+def write_groups(store: LedgerStore, groups: Sequence[Group]) -> list[Outcome]:
+    """Write ``groups`` in one transaction; the outcome of each, in order.
+
+    A group after a failed one on the same aggregate is skipped (its versions follow
+    events that were rolled back). Raises the store's error if the transaction itself
+    fails (lock timeout, disk full, lost connection): then nothing was recorded."""
+    if not groups:
+        return []
+    if store.is_postgres:
+        return _write_postgres(store, groups)
+    return _write_sqlite(store, groups)
+
+
+def _write_sqlite(store: LedgerStore, groups: Sequence[Group]) -> list[Outcome]:
+    recorder = store.recorder
+    insert = recorder.insert_events_statement
+    outcomes: list[Outcome] = []
+    failed: set[UUID] = set()
+    with recorder.datastore.transaction(commit=True) as cursor:
+        for group in groups:
+            if group.aggregate_id in failed:
+                outcomes.append(Outcome.SKIPPED)
+                continue
+            rows = [(r[0].hex if isinstance(r[0], UUID) else r[0], r[1], r[2], r[3]) for r in group.rows]
+            cursor.execute("SAVEPOINT command")
+            try:
+                cursor.executemany(insert, rows)
+            except sqlite3.IntegrityError:
+                cursor.execute("ROLLBACK TO command")
+                cursor.execute("RELEASE command")
+                failed.add(group.aggregate_id)
+                outcomes.append(Outcome.CONFLICT)
+                continue
+            cursor.execute("RELEASE command")
+            outcomes.append(Outcome.SAVED)
+    return outcomes
+
+
+def _write_postgres(store: LedgerStore, groups: Sequence[Group]) -> list[Outcome]:
+    import psycopg
+    from psycopg import sql
+
+    recorder = store.recorder
+    datastore = recorder.datastore
+    make = recorder.construct_pg_stored_event
+    outcomes: list[Outcome] = []
+    failed: set[UUID] = set()
+    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        for statement in recorder.lock_table_statements:  # serialise with other writers, as the recorder does
+            curs.execute(statement)
+        curs.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)))
+        for group in groups:
+            if group.aggregate_id in failed:
+                outcomes.append(Outcome.SKIPPED)
+                continue
+            try:
+                with conn.transaction():  # a SAVEPOINT: a collision rolls back this group only
+                    curs.execute(recorder.insert_events_statement, ([make(*row) for row in group.rows],))
+            except psycopg.errors.IntegrityError:
+                failed.add(group.aggregate_id)
+                outcomes.append(Outcome.CONFLICT)
+                continue
+            outcomes.append(Outcome.SAVED)
+    return outcomes
