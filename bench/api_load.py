@@ -9,6 +9,10 @@ server on the same machine):
 2. latency: an open-loop schedule of ``--rate`` requests/s (default 300); latency is
    measured from each request's *scheduled* time, so a stall is not hidden.
 
+Every request is a distinct invoice with its own ``Idempotency-Key``, as a careful
+client sends them. Server and client CPU seconds are printed next to the wall-clock
+figures: on a shared machine they say more than the wall clock.
+
     python -m bench.api_load            # full run
     python -m bench.api_load --quick    # a few seconds
 
@@ -46,8 +50,9 @@ class Connection:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer, f"{host}:{port}", key)
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        self.writer.write(f"POST {path} HTTP/1.1\r\n{self.prefix}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    async def post(self, path: str, body: bytes, idempotency_key: str | None = None) -> tuple[int, bytes]:
+        key = f"Idempotency-Key: {idempotency_key}\r\n" if idempotency_key else ""
+        self.writer.write(f"POST {path} HTTP/1.1\r\n{self.prefix}{key}Content-Length: {len(body)}\r\n\r\n".encode() + body)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
@@ -130,7 +135,8 @@ async def throughput(port: int, key: str, clients: int, seconds: float, start: i
         nonlocal ok, errors
         conn = await Connection.open("127.0.0.1", port, key)
         while time.perf_counter() < stop_at:
-            status, _ = await conn.post("/v1/invoices", invoice(next(counter)))
+            n = next(counter)
+            status, _ = await conn.post("/v1/invoices", invoice(n), f"bench-{n}")
             if status == 201:
                 ok += 1
             else:
@@ -154,7 +160,7 @@ async def fixed_rate(port: int, key: str, rate: float, seconds: float, start: in
     async def one(i: int, due: float) -> None:
         nonlocal errors
         conn = await conns.get()
-        status, _ = await conn.post("/v1/invoices", invoice(start + i))
+        status, _ = await conn.post("/v1/invoices", invoice(start + i), f"bench-{start + i}")
         latencies.append(time.perf_counter() - due)
         errors += status != 201
         conns.put_nowait(conn)
@@ -181,14 +187,18 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace, port: int, key: str, pid: int) -> None:
     await register_customers(port, key)
     await throughput(port, key, args.clients, 1.0, start=0)  # warm-up: caches, connections
-    cpu = cpu_seconds(pid)
+    cpu, client = cpu_seconds(pid), time.process_time()
     ok, errors, took = await throughput(port, key, args.clients, args.seconds, start=1_000_000)
-    cpu = cpu_seconds(pid) - cpu
+    cpu, client = cpu_seconds(pid) - cpu, time.process_time() - client
     print(f"throughput: {ok / took:,.0f} invoice commands/s ({ok:,} recorded in {took:.1f} s, {args.clients} clients, {errors} errors)")
-    print(f"server CPU: {cpu / max(ok, 1) * 1000:.2f} ms per command ({cpu:.1f} s CPU over {took:.1f} s)")
+    print(f"  server CPU: {cpu / max(ok, 1) * 1000:.2f} ms per command ({cpu:.1f} s CPU over {took:.1f} s); "
+          f"client CPU: {client / max(ok, 1) * 1000:.2f} ms per command ({client:.1f} s); load average {os.getloadavg()[0]:.1f}")
+    cpu, client = cpu_seconds(pid), time.process_time()
     latencies, errors = await fixed_rate(port, key, args.rate, args.seconds, start=5_000_000)
+    cpu, client = cpu_seconds(pid) - cpu, time.process_time() - client
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
     print(f"latency at {args.rate:.0f} requests/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms ({len(latencies):,} requests, {errors} errors)")
+    print(f"  server CPU: {cpu:.1f} s, client CPU: {client:.1f} s over {args.seconds:.0f} s; load average {os.getloadavg()[0]:.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:

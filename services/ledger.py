@@ -25,6 +25,7 @@ import contextvars
 import hashlib
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -174,6 +175,11 @@ class LedgerService:
         self._closed = False
         self._executor: ThreadPoolExecutor | None = None
         self._committer: int | None = None
+        # The committer's own accounts, as its saved commands left them. Only the committer
+        # thread touches them, and an account is dropped as soon as a command on it fails,
+        # so they need no defensive copy (the shared repository cache copies every read).
+        self._working: OrderedDict[UUID, CustomerAccount] = OrderedDict()
+        self._working_size = max(store.settings.aggregate_cache_size, 1)
 
     def close(self) -> None:
         """Finish what was submitted, then stop the committer thread."""
@@ -355,16 +361,22 @@ class LedgerService:
         if aid in accounts:
             account = accounts[aid][0]
         else:
-            account = self.account(customer_id)
+            account = self._load(customer_id, aid)
             accounts[aid] = (account, account.version)
-        version = account.version
         try:
             decide(account, ctx, command)
         except Exception:
-            if account.version != version or account.pending:  # half-applied: later commands must not build on it
-                tainted.add(aid)
+            tainted.add(aid)  # whatever a refused command did to the account, nothing builds on it
             raise
         return account
+
+    def _load(self, customer_id: str, aid: UUID) -> CustomerAccount:
+        """The committer's account, caught up with what other processes saved since."""
+        account = self._working.pop(aid, None)
+        if account is None:
+            return self.account(customer_id)  # a copy from the shared cache, or loaded
+        newer = self.store.events.get(aid, gt=account.version)
+        return project_account(account, newer) or account
 
     def _claims(self, command: cmd.Command, ctx: CommandContext, customer_id: str) -> list[Any]:
         if command.creates is None:
@@ -418,11 +430,11 @@ class LedgerService:
                  customer_id=d.result.customer_id, events=[r.type for r in d.result.events], version=d.version)
 
     def _remember(self, account: CustomerAccount, loaded: int) -> None:
-        """A batch saved every change it made to ``account``: keep it in the cache (the
-        next command skips replaying these events) and snapshot it when due."""
-        cache = self.store.repository.cache
-        if cache is not None and account.version > loaded:
-            cache.put(account.id, account)
+        """A batch saved every change it made to ``account``: the committer keeps it for
+        the next command on it, and snapshots it when due."""
+        self._working[account.id] = account
+        if len(self._working) > self._working_size:
+            self._working.popitem(last=False)
         interval = self.store.settings.snapshot_interval
         if self.store.snapshots is None or interval <= 0:
             return
