@@ -223,6 +223,14 @@ class CreditService:
     def execute(self, command: cmd.Command, *, actor: str, correlation_id: uuid.UUID | None = None, idempotency_key: str | None = None) -> CommandResult:
         return self.submit(command, actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key).result()
 
+    async def execute_async(self, command: cmd.Command, *, actor: str, correlation_id: uuid.UUID | None = None, idempotency_key: str | None = None) -> CommandResult:
+        """:meth:`execute` for an event loop (the HTTP API)."""
+        token = _POLICY.set(self.active_policy())
+        try:  # the ledger queues the command, in a copy of this context, before it first waits
+            return await self.ledger.execute_async(command, actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key)
+        finally:
+            _POLICY.reset(token)
+
     def submit(self, command: cmd.Command, *, actor: str, correlation_id: uuid.UUID | None = None, idempotency_key: str | None = None) -> Future[CommandResult]:
         """Queue a command under the policy in force now (the ledger decides it in a copy
         of this context, so the policy travels with the command)."""

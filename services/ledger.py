@@ -21,13 +21,14 @@ command never fails the others, and each caller gets its own answer.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -124,11 +125,12 @@ def decide(account: CustomerAccount, ctx: CommandContext, command: cmd.Command) 
 
 
 class _Pending:
-    """A submitted command: what to run, as whom, in whose context, and its answer."""
+    """A submitted command: what to run, as whom, in whose context, and where to answer
+    (a thread's future, or an event loop's future)."""
 
-    __slots__ = ("command", "actor", "correlation_id", "idempotency_key", "fingerprint", "context", "future", "attempt", "started")
+    __slots__ = ("command", "actor", "correlation_id", "idempotency_key", "fingerprint", "context", "future", "loop", "attempt", "started", "answered")
 
-    def __init__(self, command: cmd.Command, actor: str, correlation_id: UUID, idempotency_key: str | None) -> None:
+    def __init__(self, command: cmd.Command, actor: str, correlation_id: UUID, idempotency_key: str | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.command = command
         self.actor = actor
         self.correlation_id = correlation_id
@@ -137,9 +139,31 @@ class _Pending:
         # The caller's context: the credit policy in force and the request's log context
         # (correlation id) apply while the committer decides and logs this command.
         self.context = contextvars.copy_context()
-        self.future: Future[CommandResult] = Future()
+        self.loop = loop
+        self.future: Any = Future() if loop is None else loop.create_future()
         self.attempt = 1
         self.started = False
+        self.answered = False
+
+    def wanted(self) -> bool:
+        """False if the caller gave up (cancelled) before the command ran: skip it."""
+        if self.started:
+            return True
+        self.started = True
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()
+
+
+def _deliver(replies: list[tuple[Any, CommandResult | None, BaseException | None]]) -> None:
+    """On the caller's event loop: settle the futures of one batch (one wake-up for all)."""
+    for future, result, error in replies:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class _Decided:
@@ -162,19 +186,21 @@ class LedgerService:
     arrival order and saves each batch with **one** durable commit (group commit, see
     :mod:`services.group_commit`): while one batch is being flushed to disk the next
     one queues, so under load many commands share a flush and each still gets its own
-    result or error. ``execute`` waits for the answer; ``submit`` returns a future (the
-    HTTP API awaits it without holding a thread)."""
+    result or error. ``execute`` waits for the answer, ``submit`` returns a future and
+    ``execute_async`` is awaited by the HTTP API without holding a thread."""
 
     def __init__(self, store: LedgerStore, clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
         self.clock = clock
         self._to_row = row_maker(store)
         self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
         self._queue: list[_Pending] = []
-        self._draining = False
+        self._idle = False
         self._closed = False
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
         self._committer: int | None = None
+        self._replies: dict[asyncio.AbstractEventLoop, list[tuple[Any, CommandResult | None, BaseException | None]]] = {}
         # The committer's own accounts, as its saved commands left them. Only the committer
         # thread touches them, and an account is dropped as soon as a command on it fails,
         # so they need no defensive copy (the shared repository cache copies every read).
@@ -185,9 +211,10 @@ class LedgerService:
         """Finish what was submitted, then stop the committer thread."""
         with self._lock:
             self._closed = True
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
+            self._wakeup.notify()
+            thread = self._thread
+        if thread is not None and thread.ident != threading.get_ident():
+            thread.join()
 
     # ---- queries used by commands ------------------------------------------------------
 
@@ -218,81 +245,118 @@ class LedgerService:
 
     def submit(self, command: cmd.Command, *, actor: str, correlation_id: UUID | None = None, idempotency_key: str | None = None) -> Future[CommandResult]:
         """Queue a command for the committer; the future holds its result or its error."""
+        item = self._pending(command, actor, correlation_id, idempotency_key, None)
+        self._enqueue(item)
+        return item.future
+
+    async def execute_async(self, command: cmd.Command, *, actor: str, correlation_id: UUID | None = None, idempotency_key: str | None = None) -> CommandResult:
+        """Run a command from an event loop: queued now (in the caller's context), answered
+        on this loop when its batch is saved. Cancelling the wait before the command runs
+        records nothing; once it runs it is recorded or refused as usual."""
+        item = self._pending(command, actor, correlation_id, idempotency_key, asyncio.get_running_loop())
+        self._enqueue(item)
+        return await item.future
+
+    @staticmethod
+    def _pending(command: cmd.Command, actor: str, correlation_id: UUID | None, key: str | None, loop: asyncio.AbstractEventLoop | None) -> _Pending:
         if not actor or not actor.strip():
             raise RuleViolation("actor", "required", "every command needs an actor")
-        item = _Pending(command, actor, correlation_id or uuid.uuid4(), idempotency_key)
+        return _Pending(command, actor, correlation_id or uuid.uuid4(), key, loop)
+
+    def _enqueue(self, item: _Pending) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the ledger service is closed")
             self._queue.append(item)
-            if not self._draining:
-                self._draining = True
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
-                self._executor.submit(self._drain)
-        return item.future
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._commit_loop, name="ledger-commit", daemon=True)
+                self._thread.start()
+            elif self._idle:
+                self._wakeup.notify()
 
-    def _drain(self) -> None:
-        """The committer: take everything queued, run it as one batch, until idle."""
+    def _commit_loop(self) -> None:
+        """The committer: take everything queued, run it as one batch; sleep when idle."""
         self._committer = threading.get_ident()
         while True:
             with self._lock:
-                batch, self._queue = self._queue, []
-                if not batch:
-                    self._draining = False
+                while not self._queue and not self._closed:
+                    self._idle = True
+                    self._wakeup.wait()
+                self._idle = False
+                if not self._queue:  # closed and nothing left
                     return
+                batch, self._queue = self._queue, []
             try:
                 retry = self._run_batch(batch)
-            except BaseException as exc:  # a bug: never leave a caller waiting, nor the queue stuck
+                self._send_replies()
+            except BaseException as exc:  # a bug: never leave a caller waiting
                 log.exception("command_batch_failed", commands=len(batch))
                 for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                    if not item.answered:
+                        self._answer(item, error=exc)
+                self._send_replies()
                 if not isinstance(exc, Exception):
-                    with self._lock:
-                        self._draining = False
                     raise
                 continue
             if retry:
                 with self._lock:
                     self._queue[:0] = retry  # first in the next batch, in their order
 
+    def _answer(self, item: _Pending, result: CommandResult | None = None, error: BaseException | None = None) -> None:
+        item.answered = True
+        if item.loop is None:
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(result)
+            return
+        self._replies.setdefault(item.loop, []).append((item.future, result, error))
+
+    def _send_replies(self) -> None:
+        replies, self._replies = self._replies, {}
+        for loop, batch in replies.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, batch)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
     def _run_batch(self, batch: list[_Pending]) -> list[_Pending]:
         """Decide every command of ``batch`` on the accounts as the batch leaves them,
         save all in one transaction, answer each; return those to decide again."""
         accounts: dict[UUID, tuple[CustomerAccount, int]] = {}  # account id -> (account, version loaded)
         tainted: set[UUID] = set()
+        keys: set[tuple[str, str]] = set()  # (actor, idempotency key) of this batch's commands
         decided: list[_Decided] = []
         retry: list[_Pending] = []
         for item in batch:
-            if not item.started:
-                if not item.future.set_running_or_notify_cancel():
-                    continue  # the caller gave up before it ran: nothing recorded
-                item.started = True
+            if not item.wanted():
+                item.answered = True  # the caller gave up before it ran: nothing recorded
+                continue
             try:
-                outcome = item.context.run(self._decide_item, item, accounts, tainted)
+                outcome = item.context.run(self._decide_item, item, accounts, tainted, keys)
             except _Defer:
                 retry.append(item)
             except Exception as exc:  # noqa: BLE001 - a refused command: its caller gets the error
-                item.future.set_exception(exc)
+                self._answer(item, error=exc)
             else:
                 if isinstance(outcome, CommandResult):
-                    item.future.set_result(outcome)
+                    self._answer(item, outcome)
                 else:
                     decided.append(outcome)
         if not decided:
             return self._again(retry)
+        self._send_replies()  # replays and refusals need not wait for the flush
         try:
             outcomes = write_groups(self.store, [Group(d.account.id, d.rows) for d in decided])
         except Exception as exc:  # noqa: BLE001 - the transaction failed: nothing of it was recorded
             for d in decided:
-                d.item.future.set_exception(exc)
+                self._answer(d.item, error=exc)
             return self._again(retry)
         unsaved: set[UUID] = set()
         for d, saved in zip(decided, outcomes):
             if saved is Outcome.SAVED:
                 d.item.context.run(self._recorded, d)
-                d.item.future.set_result(d.result)
+                self._answer(d.item, d.result)
                 continue
             unsaved.add(d.account.id)
             if saved is Outcome.SKIPPED:
@@ -301,10 +365,10 @@ class LedgerService:
             try:
                 replay = d.item.context.run(self._after_conflict, d)
             except Exception as exc:  # noqa: BLE001 - the conflict broke a rule (duplicate number...)
-                d.item.future.set_exception(exc)
+                self._answer(d.item, error=exc)
                 continue
             if replay is not None:
-                d.item.future.set_result(replay)
+                self._answer(d.item, replay)
             else:
                 retry.append(d.item)
         for aid, (account, loaded) in accounts.items():
@@ -317,18 +381,23 @@ class LedgerService:
         for item in items:
             item.attempt += 1
             if item.attempt > MAX_ATTEMPTS:
-                item.future.set_exception(ConcurrencyConflict(f"account kept changing under {MAX_ATTEMPTS} attempts; retry the command"))
+                self._answer(item, error=ConcurrencyConflict(f"account kept changing under {MAX_ATTEMPTS} attempts; retry the command"))
             else:
                 again.append(item)
         return again
 
-    def _decide_item(self, item: _Pending, accounts: dict[UUID, tuple[CustomerAccount, int]], tainted: set[UUID]) -> _Decided | CommandResult:
+    def _decide_item(
+        self, item: _Pending, accounts: dict[UUID, tuple[CustomerAccount, int]], tainted: set[UUID], keys: set[tuple[str, str]],
+    ) -> _Decided | CommandResult:
         command, key = item.command, item.idempotency_key
         if key:
             replay = self._replay(item.actor, key, item.fingerprint)
             if replay is not None:
                 log.info("command_replayed", actor=item.actor, correlation_id=str(item.correlation_id), command=type(command).__name__, idempotency_key=key)
                 return replay
+            if (item.actor, key) in keys:
+                raise _Defer  # a repeat of a command in this batch: answered from its record once saved
+            keys.add((item.actor, key))
         ctx = CommandContext(actor=item.actor, recorded_at=self.clock(), correlation_id=item.correlation_id, causation_id=uuid.uuid4())
         account = self._decide(command, ctx, accounts, tainted)
         events = account.collect_events()

@@ -16,7 +16,6 @@ that arrive while a batch is being flushed share the next commit (group commit,
 
 from __future__ import annotations
 
-import asyncio
 import re
 from functools import partial
 from typing import Annotated, Any, TypeVar
@@ -119,10 +118,9 @@ async def execute(request: Request, command: Command, idempotency_key: str | Non
         raise RuleViolation("Idempotency-Key", "pattern", "must be 1-200 printable ASCII characters")
     state = request.scope["state"]
     service = request.app.state[request.route_handler.opt.get("service", "ledger")]
-    future = service.submit(
+    result: CommandResult = await service.execute_async(
         command, actor=principal_of(request).name, correlation_id=state.get("correlation_uuid"), idempotency_key=idempotency_key,
     )
-    result: CommandResult = await asyncio.wrap_future(future)
     if not result.replayed:
         request.app.state.metrics.commands.labels(result.command).inc()
     status = request.route_handler.status_code

@@ -75,7 +75,10 @@ def _run(args: argparse.Namespace) -> int:
     if embedded:
         print("projections: following the stream in this process (--no-projections to run `arledger projections run` apart)", file=sys.stderr)
         start_embedded_projections(settings)
-    options = {"host": args.host, "port": args.port, "log_config": None, "access_log": False, "log_level": "warning"}
+    options = {
+        "host": args.host, "port": args.port, "log_config": None, "access_log": False, "log_level": "warning",
+        "http": "services.api.transport:CoalescingHttpToolsProtocol",  # one write per response
+    }
     if args.workers > 1:
         # Worker processes build their app from the environment: pin the store for them.
         os.environ["ARLEDGER_DATABASE_URL"] = settings.resolved_database_url
