@@ -58,8 +58,31 @@ class Connection:
         length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
         return status, await self.reader.readexactly(length)
 
+    async def get(self, path: str) -> tuple[int, bytes]:
+        self.writer.write(f"GET {path} HTTP/1.1\r\n{self.prefix}\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+        return int(head[9:12]), await self.reader.readexactly(length)
+
     def close(self) -> None:
         self.writer.close()
+
+
+async def commit_stats(port: int, key: str) -> tuple[float, float, float]:
+    """(transactions, commands, seconds) the serving process reports in /metrics (with
+    several workers: the one worker that answers)."""
+    conn = await Connection.open("127.0.0.1", port, key)
+    _, text = await conn.get("/metrics")
+    conn.close()
+    values = dict(re.findall(rb"^(arledger_store_commit\w*_total) (\S+)$", text, re.M))
+    return tuple(float(values.get(name, 0)) for name in (b"arledger_store_commits_total", b"arledger_store_committed_commands_total", b"arledger_store_commit_seconds_total"))
+
+
+def grouping(before: tuple[float, float, float], after: tuple[float, float, float]) -> str:
+    commits, commands, seconds = (a - b for a, b in zip(after, before))
+    if not commits:
+        return "no commits reported"
+    return f"{commands / commits:.1f} commands per commit, {seconds / commits * 1000:.2f} ms per commit"
 
 
 def free_port() -> int:
@@ -84,7 +107,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def server(log_format: str, data_root: str | None, workers: int = 1) -> Iterator[tuple[int, str, int]]:
+def server(log_format: str, data_root: str | None, workers: int = 1, log_file: str | None = None) -> Iterator[tuple[int, str, int]]:
     """A fresh store, a sales key, and `arledger serve` on a free port."""
     data = tempfile.mkdtemp(prefix="arledger-bench-", dir=data_root)
     env = {**os.environ, "ARLEDGER_DATA_DIR": data, "ARLEDGER_ENV": "production", "ARLEDGER_LOG_FORMAT": log_format}
@@ -93,7 +116,8 @@ def server(log_format: str, data_root: str | None, workers: int = 1) -> Iterator
     created = subprocess.run([*cli, "keys", "create", "--role", "sales", "--name", "bench"], env=env, capture_output=True, text=True, check=True)
     key = json.loads(created.stdout)["key"]
     port = free_port()
-    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(workers)], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    log = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(workers)], env=env, stderr=log, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -106,6 +130,8 @@ def server(log_format: str, data_root: str | None, workers: int = 1) -> Iterator
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if log_file:
+            log.close()
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -187,18 +213,23 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace, port: int, key: str, pid: int) -> None:
     await register_customers(port, key)
     await throughput(port, key, args.clients, 1.0, start=0)  # warm-up: caches, connections
+    stats = await commit_stats(port, key)
     cpu, client = cpu_seconds(pid), time.process_time()
     ok, errors, took = await throughput(port, key, args.clients, args.seconds, start=1_000_000)
     cpu, client = cpu_seconds(pid) - cpu, time.process_time() - client
+    stats = grouping(stats, await commit_stats(port, key))
     print(f"throughput: {ok / took:,.0f} invoice commands/s ({ok:,} recorded in {took:.1f} s, {args.clients} clients, {errors} errors)")
     print(f"  server CPU: {cpu / max(ok, 1) * 1000:.2f} ms per command ({cpu:.1f} s CPU over {took:.1f} s); "
           f"client CPU: {client / max(ok, 1) * 1000:.2f} ms per command ({client:.1f} s); load average {os.getloadavg()[0]:.1f}")
+    print(f"  group commit: {stats}")
+    stats = await commit_stats(port, key)
     cpu, client = cpu_seconds(pid), time.process_time()
     latencies, errors = await fixed_rate(port, key, args.rate, args.seconds, start=5_000_000)
     cpu, client = cpu_seconds(pid) - cpu, time.process_time() - client
+    stats = grouping(stats, await commit_stats(port, key))
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
     print(f"latency at {args.rate:.0f} requests/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms ({len(latencies):,} requests, {errors} errors)")
-    print(f"  server CPU: {cpu:.1f} s, client CPU: {client:.1f} s over {args.seconds:.0f} s; load average {os.getloadavg()[0]:.1f}")
+    print(f"  server CPU: {cpu:.1f} s, client CPU: {client:.1f} s over {args.seconds:.0f} s; load average {os.getloadavg()[0]:.1f}; group commit: {stats}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,13 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--log-format", choices=("json", "console"), default="json", help="server log format (logs go to /dev/null)")
+    parser.add_argument("--log-format", choices=("json", "console"), default="json", help="server log format")
+    parser.add_argument("--server-log", help="write the server's log lines to this file (default: /dev/null)")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--data-root", help="where the temporary SQLite store lives (default: the system temp dir)")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 15.0)
     print(f"arledger serve --workers {args.workers}, SQLite store in {args.data_root or tempfile.gettempdir()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    with server(args.log_format, args.data_root, args.workers) as (port, key, pid):
+    with server(args.log_format, args.data_root, args.workers, args.server_log) as (port, key, pid):
         asyncio.run(run(args, port, key, pid))
     return 0
 

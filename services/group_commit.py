@@ -18,14 +18,18 @@ same EXCLUSIVE table lock and NOTIFY keep followers from skipping a position.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import OperationalError, PersistenceError
+
 from services.persistence import LedgerStore, MsgspecMapper
 
 Row = tuple[Any, int, str, bytes]  # (originator_id, originator_version, topic, state)
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
 class Outcome(Enum):
@@ -74,27 +78,63 @@ def write_groups(store: LedgerStore, groups: Sequence[Group]) -> list[Outcome]:
 
 def _write_sqlite(store: LedgerStore, groups: Sequence[Group]) -> list[Outcome]:
     recorder = store.recorder
+    datastore = recorder.datastore
     insert = recorder.insert_events_statement
     outcomes: list[Outcome] = []
     failed: set[UUID] = set()
-    with recorder.datastore.transaction(commit=True) as cursor:
-        for group in groups:
-            if group.aggregate_id in failed:
-                outcomes.append(Outcome.SKIPPED)
-                continue
-            rows = [(r[0].hex if isinstance(r[0], UUID) else r[0], r[1], r[2], r[3]) for r in group.rows]
-            cursor.execute("SAVEPOINT command")
+    with datastore.get_connection(commit=True) as conn:
+        cursor = conn.cursor()
+        try:
+            _begin_immediate(cursor, float(datastore.pool.lock_timeout or 5))
             try:
-                cursor.executemany(insert, rows)
-            except sqlite3.IntegrityError:
-                cursor.execute("ROLLBACK TO command")
-                cursor.execute("RELEASE command")
-                failed.add(group.aggregate_id)
-                outcomes.append(Outcome.CONFLICT)
-                continue
-            cursor.execute("RELEASE command")
-            outcomes.append(Outcome.SAVED)
+                for group in groups:
+                    if group.aggregate_id in failed:
+                        outcomes.append(Outcome.SKIPPED)
+                        continue
+                    rows = [(r[0].hex if isinstance(r[0], UUID) else r[0], r[1], r[2], r[3]) for r in group.rows]
+                    cursor.execute("SAVEPOINT command")
+                    try:
+                        cursor.executemany(insert, rows)
+                    except sqlite3.IntegrityError:
+                        cursor.execute("ROLLBACK TO command")
+                        cursor.execute("RELEASE command")
+                        failed.add(group.aggregate_id)
+                        outcomes.append(Outcome.CONFLICT)
+                        continue
+                    cursor.execute("RELEASE command")
+                    outcomes.append(Outcome.SAVED)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(exc) from exc
+        except sqlite3.Error as exc:
+            raise PersistenceError(exc) from exc
+        finally:
+            cursor.sqlite_cursor.close()
     return outcomes
+
+
+def _begin_immediate(cursor: Any, timeout: float) -> None:
+    """Take SQLite's write lock, polling every fraction of a millisecond while another
+    process holds it. SQLite's own busy handler sleeps 1, 2, 5, 10, 15... ms between
+    tries, so two ``serve`` workers taking turns to commit would mostly wait on it."""
+    cursor.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + timeout
+        pause = 0.0002
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (_SQLITE_BUSY, _SQLITE_LOCKED) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.002)
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
 
 
 def _write_postgres(store: LedgerStore, groups: Sequence[Group]) -> list[Outcome]:

@@ -25,6 +25,7 @@ import asyncio
 import contextvars
 import hashlib
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -124,6 +125,12 @@ def decide(account: CustomerAccount, ctx: CommandContext, command: cmd.Command) 
     return handler(account, ctx, command)
 
 
+class CommitStats(msgspec.Struct):
+    commits: int = 0
+    commands: int = 0
+    seconds: float = 0.0
+
+
 class _Pending:
     """A submitted command: what to run, as whom, in whose context, and where to answer
     (a thread's future, or an event loop's future)."""
@@ -206,6 +213,12 @@ class LedgerService:
         # so they need no defensive copy (the shared repository cache copies every read).
         self._working: OrderedDict[UUID, CustomerAccount] = OrderedDict()
         self._working_size = max(store.settings.aggregate_cache_size, 1)
+        self._stats = CommitStats()
+
+    def commit_stats(self) -> CommitStats:
+        """Transactions written so far, the commands saved in them, and the time spent
+        writing and flushing them (for metrics: commands per commit shows the grouping)."""
+        return msgspec.structs.replace(self._stats)
 
     def close(self) -> None:
         """Finish what was submitted, then stop the committer thread."""
@@ -346,12 +359,17 @@ class LedgerService:
         if not decided:
             return self._again(retry)
         self._send_replies()  # replays and refusals need not wait for the flush
+        started = time.perf_counter()
         try:
             outcomes = write_groups(self.store, [Group(d.account.id, d.rows) for d in decided])
         except Exception as exc:  # noqa: BLE001 - the transaction failed: nothing of it was recorded
             for d in decided:
                 self._answer(d.item, error=exc)
             return self._again(retry)
+        stats = self._stats
+        stats.commits += 1
+        stats.commands += outcomes.count(Outcome.SAVED)
+        stats.seconds += time.perf_counter() - started
         unsaved: set[UUID] = set()
         for d, saved in zip(decided, outcomes):
             if saved is Outcome.SAVED:

@@ -116,7 +116,9 @@ class Resources:
         self.settings = settings
         self.given = ledger_app
         self.metrics = Metrics()
-        self.metrics.registry.register(StoreCollector(lambda: self.state.store_status(), lambda: self.state.relay_status()))
+        self.metrics.registry.register(StoreCollector(
+            lambda: self.state.store_status(), lambda: self.state.relay_status(), lambda: self.state.ledger.commit_stats(),
+        ))
         self.state = State({"metrics": self.metrics})
 
     def open(self, app: Litestar) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 log = structlog.get_logger("arledger.api")
 _CID_NAMESPACE = uuid.UUID("0b7f6a1e-3c1d-4c55-9a3e-2d8c4f1e9b70")
@@ -38,9 +38,10 @@ class Metrics:
 class StoreCollector:
     """Collected at scrape time: the stream head, each projection's and each relay's lag."""
 
-    def __init__(self, status: Any, relays: Any = None) -> None:
+    def __init__(self, status: Any, relays: Any = None, commits: Any = None) -> None:
         self.status = status  # () -> (head, [projection status dicts])
         self.relays = relays or list  # () -> [relay status dicts]
+        self.commits = commits  # () -> the ledger's CommitStats
 
     def collect(self) -> Any:
         head, projections = self.status()
@@ -53,6 +54,11 @@ class StoreCollector:
         for r in self.relays():
             relay.add_metric([r["name"]], r["lag"])
         yield relay
+        if self.commits is not None:
+            stats = self.commits()
+            yield CounterMetricFamily("arledger_store_commits", "Durable transactions written by this process's ledger (group commit)", value=stats.commits)
+            yield CounterMetricFamily("arledger_store_committed_commands", "Commands saved in those transactions", value=stats.commands)
+            yield CounterMetricFamily("arledger_store_commit_seconds", "Time spent writing and flushing those transactions", value=stats.seconds)
 
 
 def correlation(raw: bytes | None) -> tuple[str, uuid.UUID]:
