@@ -33,6 +33,17 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.commands = Counter("arledger_commands_recorded", "Ledger commands recorded (replays excluded)", ["command"], registry=self.registry)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a request and observe its latency. The labelled children are kept per
+        (method, route, status): ``labels()`` validates and locks on every call."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class StoreCollector:
@@ -105,8 +116,7 @@ def _record(scope: Scope, status: int, seconds: float) -> None:
     route = scope.get("path_template") or "unmatched"
     method = scope["method"]
     metrics: Metrics = scope["app"].state.metrics
-    metrics.requests.labels(method, route, str(status)).inc()
-    metrics.latency.labels(method, route).observe(seconds)
+    metrics.request_done(method, route, status, seconds)
     principal = scope.get("state", {}).get("principal")
     log.info(
         "http_request", method=method, path=scope["path"], route=route, status=status, duration_ms=round(seconds * 1000, 2),
