@@ -17,6 +17,12 @@ from services.cli.common import settings_from
 from services.settings import Settings
 
 
+#: How long a thread may hold the GIL while another waits for it. Python's default is
+#: 5 ms: the ledger's committer, back from a commit's flush, would wait up to that long
+#: while the event loop handles requests, and every command in the next batch with it.
+SWITCH_INTERVAL = 0.0005
+
+
 def first_start_keys(settings: Settings) -> list[tuple[str, str, str]]:
     """(name, role, secret) of the keys created now; none if any key exists or in production."""
     keys = KeyStore.open(settings.resolved_database_url)
@@ -75,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     if embedded:
         print("projections: following the stream in this process (--no-projections to run `arledger projections run` apart)", file=sys.stderr)
         start_embedded_projections(settings)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     options = {
         "host": args.host, "port": args.port, "log_config": None, "access_log": False, "log_level": "warning",
         "http": "services.api.transport:CoalescingHttpToolsProtocol",  # one write per response
