@@ -126,6 +126,8 @@ def decide(account: CustomerAccount, ctx: CommandContext, command: cmd.Command) 
 
 
 class CommitStats(msgspec.Struct):
+    """What a ledger's committer wrote: transactions, commands saved, seconds spent."""
+
     commits: int = 0
     commands: int = 0
     seconds: float = 0.0
@@ -135,7 +137,8 @@ class _Pending:
     """A submitted command: what to run, as whom, in whose context, and where to answer
     (a thread's future, or an event loop's future)."""
 
-    __slots__ = ("command", "actor", "correlation_id", "idempotency_key", "fingerprint", "context", "future", "loop", "attempt", "started", "answered")
+    __slots__ = ("command", "actor", "correlation_id", "idempotency_key", "fingerprint", "context", "future", "loop", "attempt", "started",
+                 "answered", "seq", "collided")
 
     def __init__(self, command: cmd.Command, actor: str, correlation_id: UUID, idempotency_key: str | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.command = command
@@ -148,9 +151,11 @@ class _Pending:
         self.context = contextvars.copy_context()
         self.loop = loop
         self.future: Any = Future() if loop is None else loop.create_future()
-        self.attempt = 1
+        self.attempt = 1  # store collisions count towards MAX_ATTEMPTS, waiting behind a refusal does not
         self.started = False
         self.answered = False
+        self.seq = 0  # arrival order
+        self.collided = False
 
     def wanted(self) -> bool:
         """False if the caller gave up (cancelled) before the command ran: skip it."""
@@ -184,8 +189,9 @@ class _Decided:
 
 
 class _Defer(Exception):
-    """The command's account changed state in this batch in a way that may not be saved:
-    decide it again in the next batch, on what the store says then."""
+    """Decide this command in the next batch: a command before it in this batch was
+    refused on the same account (whatever it did to the account, nothing builds on it),
+    or used the same idempotency key (its saved record will answer this one)."""
 
 
 class LedgerService:
@@ -203,6 +209,7 @@ class LedgerService:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: list[_Pending] = []
+        self._arrivals = 0
         self._idle = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -280,6 +287,7 @@ class LedgerService:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the ledger service is closed")
+            item.seq = self._arrivals = self._arrivals + 1
             self._queue.append(item)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._commit_loop, name="ledger-commit", daemon=True)
@@ -303,12 +311,17 @@ class LedgerService:
                 retry = self._run_batch(batch)
                 self._send_replies()
             except BaseException as exc:  # a bug: never leave a caller waiting
-                log.exception("command_batch_failed", commands=len(batch))
                 for item in batch:
                     if not item.answered:
                         self._answer(item, error=exc)
                 self._send_replies()
+                try:
+                    log.exception("command_batch_failed", commands=len(batch))
+                except Exception:  # noqa: BLE001, S110 - logging itself failed (stream closed): the callers have their answers
+                    pass
                 if not isinstance(exc, Exception):
+                    with self._lock:
+                        self._thread = None  # the next command starts a new committer
                     raise
                 continue
             if retry:
@@ -373,10 +386,10 @@ class LedgerService:
         unsaved: set[UUID] = set()
         for d, saved in zip(decided, outcomes):
             if saved is Outcome.SAVED:
-                d.item.context.run(self._recorded, d)
                 self._answer(d.item, d.result)
                 continue
             unsaved.add(d.account.id)
+            d.item.collided = True
             if saved is Outcome.SKIPPED:
                 retry.append(d.item)
                 continue
@@ -389,15 +402,24 @@ class LedgerService:
                 self._answer(d.item, replay)
             else:
                 retry.append(d.item)
+        self._send_replies()
+        # Saved and answered: what follows may fail without failing a command.
+        for d, saved in zip(decided, outcomes):
+            if saved is Outcome.SAVED:
+                d.item.context.run(self._recorded, d)
         for aid, (account, loaded) in accounts.items():
             if aid not in unsaved and aid not in tainted:
                 self._remember(account, loaded)
         return self._again(retry)
 
     def _again(self, items: list[_Pending]) -> list[_Pending]:
+        """The commands to decide again, in arrival order; one that collided in the store
+        MAX_ATTEMPTS times is answered with :class:`ConcurrencyConflict`."""
         again = []
-        for item in items:
-            item.attempt += 1
+        for item in sorted(items, key=lambda i: i.seq):
+            if item.collided:
+                item.collided = False
+                item.attempt += 1
             if item.attempt > MAX_ATTEMPTS:
                 self._answer(item, error=ConcurrencyConflict(f"account kept changing under {MAX_ATTEMPTS} attempts; retry the command"))
             else:
@@ -526,4 +548,7 @@ class LedgerService:
         if self.store.snapshots is None or interval <= 0:
             return
         if account.version // interval > loaded // interval:
-            self.store.snapshots.put([take_snapshot(account)])
+            try:
+                self.store.snapshots.put([take_snapshot(account)])
+            except Exception:  # noqa: BLE001 - a snapshot only speeds up loading; the events are saved
+                log.exception("snapshot_failed", customer_id=account.state.customer_id, version=account.version)

@@ -196,3 +196,30 @@ def test_close_finishes_queued_commands_then_refuses_new_ones(make_app):
     assert [f.result().events[0].originator_version for f in futures] == list(range(2, 22))
     with pytest.raises(RuntimeError, match="closed"):
         app.ledger.submit(invoice("C1", "INV-99"), actor="alice")
+
+
+def test_commands_waiting_behind_refusals_on_their_account_are_never_given_up(make_app, monkeypatch):
+    """A refused command stops the later commands on its account for that batch only: they
+    are decided in the next one, however many times that happens (no 409 for them)."""
+    app = make_app()
+    register(app, "C1")
+    gate = Gate(monkeypatch)
+    first = app.ledger.submit(invoice("C1", "INV-0"), actor="alice")
+    assert gate.entered.wait(30)
+    bad = msgspec.structs.replace(invoice("C1", "BAD"), due_date=date(2025, 12, 1))
+    futures = []
+    for n in range(15):
+        futures.append(("bad", app.ledger.submit(bad, actor="alice")))
+        futures.append(("good", app.ledger.submit(invoice("C1", f"INV-{n + 1}"), actor="alice")))
+    gate.release.set()
+    first.result(30)
+    for kind, future in futures:
+        if kind == "bad":
+            with pytest.raises(RuleViolation):
+                future.result(30)
+        else:
+            future.result(30)
+    account = make_app().ledger.account("C1")
+    assert sorted(account.state.invoices) == sorted(f"INV-{n}" for n in range(16))
+    assert [i.number for i in account.state.invoices.values()] == [f"INV-{n}" for n in range(16)]  # in arrival order
+    assert versions_are_contiguous(app, "C1")
