@@ -5,6 +5,7 @@ the earlier ones left them, each answered on its own."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import date
 
@@ -32,6 +33,16 @@ class Gate:
         self._real = ledger_module.write_groups
         self.before_write = lambda: None
         monkeypatch.setattr(ledger_module, "write_groups", self)
+
+    @staticmethod
+    def queued(ledger, count: int, timeout: float = 30.0) -> bool:
+        """Wait until ``count`` commands are queued behind the held commit."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(ledger._queue) >= count:
+                return True
+            time.sleep(0.01)
+        return False
 
     def __call__(self, store, groups):
         self.sizes.append(len(groups))
