@@ -89,9 +89,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Worker processes build their app from the environment: pin the store for them.
         os.environ["ARLEDGER_DATABASE_URL"] = settings.resolved_database_url
-        uvicorn.run("services.api.app:create_app", factory=True, workers=args.workers, **options)
+        uvicorn.run("services.api.app:served_app", factory=True, workers=args.workers, **options)
     else:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, freeze_gc=True), **options)
     return 0
 
 
