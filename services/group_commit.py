@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import OperationalError, PersistenceError
+from eventsourcing.persistence import OperationalError, PersistenceError, StoredEvent
 
 from services.persistence import LedgerStore, MsgspecMapper
 
@@ -163,3 +163,48 @@ def _write_postgres(store: LedgerStore, groups: Sequence[Group]) -> list[Outcome
                 continue
             outcomes.append(Outcome.SAVED)
     return outcomes
+
+
+class Reader:
+    """The committer's reads: an account's events after the version it holds, and the
+    first event of a registry entry (an idempotency record).
+
+    On an SQLite file they go through one connection of the committer's own, a plain
+    statement each: the library's path (pool checkout, BEGIN, SELECT, ROLLBACK, check-in)
+    cost the committer more than deciding the command. Autocommit reads see every
+    committed transaction, ours included. PostgreSQL and in-memory SQLite use the store's
+    event store (an in-memory database is private to its connection)."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        datastore = store.recorder.datastore
+        self._direct = not store.is_postgres and not datastore.pool.is_sqlite_memory_mode
+        self._conn: sqlite3.Connection | None = None
+        table = store.recorder.events_table_name
+        self._after = f"SELECT originator_version, topic, state FROM {table} WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version"
+        self._first = f"SELECT topic, state FROM {table} WHERE originator_id = ? AND originator_version = 1"
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            pool = self.store.recorder.datastore.pool
+            self._conn = sqlite3.connect(pool.db_name, uri=True, isolation_level=None, check_same_thread=False, timeout=pool.lock_timeout or 5)
+        return self._conn
+
+    def events_after(self, aggregate_id: UUID, version: int) -> list[Any]:
+        if not self._direct:
+            return list(self.store.events.get(aggregate_id, gt=version))
+        to_event = self.store.mapper.to_domain_event
+        rows = self._connection().execute(self._after, (aggregate_id.hex, version)).fetchall()
+        return [to_event(StoredEvent(aggregate_id, v, topic, state)) for v, topic, state in rows]
+
+    def first_event(self, aggregate_id: UUID) -> Any | None:
+        if not self._direct:
+            found = list(self.store.events.get(aggregate_id, limit=1))
+            return found[0] if found else None
+        row = self._connection().execute(self._first, (aggregate_id.hex,)).fetchone()
+        return None if row is None else self.store.mapper.to_domain_event(StoredEvent(aggregate_id, 1, row[0], row[1]))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

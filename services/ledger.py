@@ -42,7 +42,7 @@ from domain import commands as cmd
 from domain.account import CommandContext, CustomerAccount, project_account, take_snapshot
 from domain.errors import AlreadyExists, LedgerError, NotFound, RuleViolation
 from domain.registry import CommandRecorded, account_id, claim, event_id, idempotency_id, reference_id
-from services.group_commit import Group, Outcome, row_maker, write_groups
+from services.group_commit import Group, Outcome, Reader, row_maker, write_groups
 from services.persistence import LedgerStore
 
 log = structlog.get_logger("arledger.ledger")
@@ -206,6 +206,7 @@ class LedgerService:
         self.store = store
         self.clock = clock
         self._to_row = row_maker(store)
+        self._reader = Reader(store)  # the committer's reads
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: list[_Pending] = []
@@ -235,6 +236,7 @@ class LedgerService:
             thread = self._thread
         if thread is not None and thread.ident != threading.get_ident():
             thread.join()
+            self._reader.close()
 
     # ---- queries used by commands ------------------------------------------------------
 
@@ -252,8 +254,7 @@ class LedgerService:
         return claims[0].customer_id
 
     def _recorded_command(self, actor: str, key: str) -> CommandRecorded | None:
-        found = list(self.store.events.get(idempotency_id(actor, key), limit=1))
-        return found[0] if found else None
+        return self._reader.first_event(idempotency_id(actor, key))
 
     # ---- the command path --------------------------------------------------------------
 
@@ -463,7 +464,11 @@ class LedgerService:
         customer_id = getattr(command, "customer_id", None)
         if customer_id is None:
             kind, field = type(command).targets  # type: ignore[misc]
-            customer_id = self.owner_of(kind, getattr(command, field), field)
+            reference = getattr(command, field)
+            claimed = self._reader.first_event(reference_id(kind, reference))
+            if claimed is None:
+                raise NotFound(field, reference, kind.replace("_", " "))
+            customer_id = claimed.customer_id
         aid = account_id(customer_id)
         if aid in tainted:
             raise _Defer
@@ -484,7 +489,7 @@ class LedgerService:
         account = self._working.pop(aid, None)
         if account is None:
             return self.account(customer_id)  # a copy from the shared cache, or loaded
-        newer = self.store.events.get(aid, gt=account.version)
+        newer = self._reader.events_after(aid, account.version)
         return project_account(account, newer) or account
 
     def _claims(self, command: cmd.Command, ctx: CommandContext, customer_id: str) -> list[Any]:
@@ -531,7 +536,7 @@ class LedgerService:
         if command.creates is not None:
             kind, field = command.creates
             reference = getattr(command, field)
-            if list(self.store.events.get(reference_id(kind, reference), limit=1)):
+            if self._reader.first_event(reference_id(kind, reference)) is not None:
                 raise AlreadyExists(field, reference, kind.replace("_", " "))
 
     def _recorded(self, d: _Decided) -> None:
