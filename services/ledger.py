@@ -50,6 +50,15 @@ log = structlog.get_logger("arledger.ledger")
 MAX_ATTEMPTS = 10
 
 
+def _log(level: str, event: str, **fields: Any) -> None:
+    """Log from the committer. A log stream that fails (closed, full) must not change any
+    command's outcome, as the standard library's logging handlers ensure."""
+    try:
+        getattr(log, level)(event, **fields)
+    except Exception:  # noqa: BLE001, S110 - nothing better to do with a broken log stream
+        pass
+
+
 class ConcurrencyConflict(LedgerError):
     """Another writer kept changing the same account; the caller should retry."""
 
@@ -316,10 +325,7 @@ class LedgerService:
                     if not item.answered:
                         self._answer(item, error=exc)
                 self._send_replies()
-                try:
-                    log.exception("command_batch_failed", commands=len(batch))
-                except Exception:  # noqa: BLE001, S110 - logging itself failed (stream closed): the callers have their answers
-                    pass
+                _log("exception", "command_batch_failed", commands=len(batch))
                 if not isinstance(exc, Exception):
                     with self._lock:
                         self._thread = None  # the next command starts a new committer
@@ -434,7 +440,7 @@ class LedgerService:
         if key:
             replay = self._replay(item.actor, key, item.fingerprint)
             if replay is not None:
-                log.info("command_replayed", actor=item.actor, correlation_id=str(item.correlation_id), command=type(command).__name__, idempotency_key=key)
+                _log("info", "command_replayed", actor=item.actor, correlation_id=str(item.correlation_id), command=type(command).__name__, idempotency_key=key)
                 return replay
             if (item.actor, key) in keys:
                 raise _Defer  # a repeat of a command in this batch: answered from its record once saved
@@ -523,8 +529,8 @@ class LedgerService:
         self._explain_conflict(item.command, item.actor, item.idempotency_key)
         replay = self._replay(item.actor, item.idempotency_key, item.fingerprint) if item.idempotency_key else None
         if replay is None:
-            log.warning("command_conflict_retry", actor=item.actor, correlation_id=str(item.correlation_id), command=type(item.command).__name__,
-                        attempt=item.attempt, customer_id=d.result.customer_id)
+            _log("warning", "command_conflict_retry", actor=item.actor, correlation_id=str(item.correlation_id), command=type(item.command).__name__,
+                 attempt=item.attempt, customer_id=d.result.customer_id)
         return replay
 
     def _explain_conflict(self, command: cmd.Command, actor: str, key: str | None) -> None:
@@ -540,7 +546,7 @@ class LedgerService:
                 raise AlreadyExists(field, reference, kind.replace("_", " "))
 
     def _recorded(self, d: _Decided) -> None:
-        log.info("command_recorded", actor=d.item.actor, correlation_id=str(d.item.correlation_id), command=d.result.command,
+        _log("info", "command_recorded", actor=d.item.actor, correlation_id=str(d.item.correlation_id), command=d.result.command,
                  customer_id=d.result.customer_id, events=[r.type for r in d.result.events], version=d.version)
 
     def _remember(self, account: CustomerAccount, loaded: int) -> None:
@@ -556,4 +562,4 @@ class LedgerService:
             try:
                 self.store.snapshots.put([take_snapshot(account)])
             except Exception:  # noqa: BLE001 - a snapshot only speeds up loading; the events are saved
-                log.exception("snapshot_failed", customer_id=account.state.customer_id, version=account.version)
+                _log("exception", "snapshot_failed", customer_id=account.state.customer_id, version=account.version)

@@ -234,3 +234,31 @@ def test_commands_waiting_behind_refusals_on_their_account_are_never_given_up(ma
     assert sorted(account.state.invoices) == sorted(f"INV-{n}" for n in range(16))
     assert [i.number for i in account.state.invoices.values()] == [f"INV-{n}" for n in range(16)]  # in arrival order
     assert versions_are_contiguous(app, "C1")
+
+
+def test_a_broken_log_stream_changes_no_command_outcome(make_app, monkeypatch):
+    """The committer logs every recorded, replayed and retried command; a log stream that
+    fails (here: closed) must not turn a saved command into an error."""
+    import io
+
+    import structlog
+
+    app, other = make_app(), make_app()
+    register(app, "C1")
+    app.ledger.execute(invoice("C1", "INV-0"), actor="alice")
+    closed = io.StringIO()
+    closed.close()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=closed))
+    try:
+        gate = Gate(monkeypatch)
+        first = app.ledger.submit(invoice("C1", "INV-1"), actor="alice", idempotency_key="k1")
+        assert gate.entered.wait(30)
+        collides = app.ledger.submit(invoice("C1", "INV-2"), actor="alice")
+        gate.before_write = lambda: len(gate.sizes) == 2 and other.ledger.execute(invoice("C1", "INV-X"), actor="bob")
+        gate.release.set()
+        assert first.result(30).events[0].originator_version == 3
+        assert collides.result(30).events[0].originator_version == 5  # retried after INV-X, and logged as such
+        assert app.ledger.execute(invoice("C1", "INV-1"), actor="alice", idempotency_key="k1").replayed
+    finally:
+        structlog.reset_defaults()
+    assert sorted(make_app().ledger.account("C1").state.invoices) == ["INV-0", "INV-1", "INV-2", "INV-X"]
