@@ -78,7 +78,9 @@ async def commit_stats(port: int, key: str) -> tuple[float, float, float]:
     return tuple(float(values.get(name, 0)) for name in (b"arledger_store_commits_total", b"arledger_store_committed_commands_total", b"arledger_store_commit_seconds_total"))
 
 
-def grouping(before: tuple[float, float, float], after: tuple[float, float, float]) -> str:
+def grouping(before: tuple[float, float, float], after: tuple[float, float, float], workers: int) -> str:
+    if workers > 1:
+        return "not shown with several workers (each keeps its own counters; /metrics answers from any)"
     commits, commands, seconds = (a - b for a, b in zip(after, before))
     if not commits:
         return "no commits reported"
@@ -217,7 +219,7 @@ async def run(args: argparse.Namespace, port: int, key: str, pid: int) -> None:
     cpu, client = cpu_seconds(pid), time.process_time()
     ok, errors, took = await throughput(port, key, args.clients, args.seconds, start=1_000_000)
     cpu, client = cpu_seconds(pid) - cpu, time.process_time() - client
-    stats = grouping(stats, await commit_stats(port, key))
+    stats = grouping(stats, await commit_stats(port, key), args.workers)
     print(f"throughput: {ok / took:,.0f} invoice commands/s ({ok:,} recorded in {took:.1f} s, {args.clients} clients, {errors} errors)")
     print(f"  server CPU: {cpu / max(ok, 1) * 1000:.2f} ms per command ({cpu:.1f} s CPU over {took:.1f} s); "
           f"client CPU: {client / max(ok, 1) * 1000:.2f} ms per command ({client:.1f} s); load average {os.getloadavg()[0]:.1f}")
@@ -226,7 +228,7 @@ async def run(args: argparse.Namespace, port: int, key: str, pid: int) -> None:
     cpu, client = cpu_seconds(pid), time.process_time()
     latencies, errors = await fixed_rate(port, key, args.rate, args.seconds, start=5_000_000)
     cpu, client = cpu_seconds(pid) - cpu, time.process_time() - client
-    stats = grouping(stats, await commit_stats(port, key))
+    stats = grouping(stats, await commit_stats(port, key), args.workers)
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
     print(f"latency at {args.rate:.0f} requests/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms ({len(latencies):,} requests, {errors} errors)")
     print(f"  server CPU: {cpu:.1f} s, client CPU: {client:.1f} s over {args.seconds:.0f} s; load average {os.getloadavg()[0]:.1f}; group commit: {stats}")
