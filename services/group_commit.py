@@ -137,7 +137,28 @@ def _begin_immediate(cursor: Any, timeout: float) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
 
 
+#: Attempts at a PostgreSQL transaction that failed on its connection (a server restart
+#: leaves broken connections in the pool) or its lock timeout, as the library's recorder does.
+PG_ATTEMPTS = 3
+
+
 def _write_postgres(store: LedgerStore, groups: Sequence[Group]) -> list[Outcome]:
+    """Nothing of a failed transaction was recorded, so it may be written again as a whole
+    (if its commit was lost on the way back, the rewrite collides and is reported as such)."""
+    import psycopg
+
+    attempt = 1
+    while True:
+        try:
+            return _write_postgres_once(store, groups)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if attempt >= PG_ATTEMPTS:
+                raise OperationalError(exc) from exc
+        time.sleep(0.2 * attempt)
+        attempt += 1
+
+
+def _write_postgres_once(store: LedgerStore, groups: Sequence[Group]) -> list[Outcome]:
     import psycopg
     from psycopg import sql
 
