@@ -4,6 +4,7 @@ the earlier ones left them, each answered on its own."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -11,6 +12,7 @@ from datetime import date
 
 import msgspec
 import pytest
+from eventsourcing.persistence import OperationalError
 
 import services.ledger as ledger_module
 from domain import commands as c
@@ -262,3 +264,37 @@ def test_a_broken_log_stream_changes_no_command_outcome(make_app, monkeypatch):
     finally:
         structlog.reset_defaults()
     assert sorted(make_app().ledger.account("C1").state.invoices) == ["INV-0", "INV-1", "INV-2", "INV-X"]
+
+
+def test_a_lost_postgresql_connection_is_written_again_as_a_whole(make_app, monkeypatch):
+    """PostgreSQL: a transaction that failed on its connection recorded nothing and is
+    written again (as the library's recorder retries). SQLite has no connection to lose:
+    its write errors reach the caller, and nothing is recorded either."""
+    import psycopg
+
+    import services.group_commit as group_commit
+
+    app = make_app()
+    register(app, "C1")
+    head = app.store.max_position()
+    failures = []
+    if app.store.is_postgres:
+        real = group_commit._write_postgres_once
+
+        def flaky(store, groups):
+            if not failures:
+                failures.append("lost")
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return real(store, groups)
+
+        monkeypatch.setattr(group_commit, "_write_postgres_once", flaky)
+        assert app.ledger.execute(invoice("C1", "INV-1"), actor="alice").events[0].originator_version == 2
+        assert failures == ["lost"] and app.store.max_position() == head + 2  # the invoice and its number, once
+    else:
+        def broken(cursor, timeout):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(group_commit, "_begin_immediate", broken)
+        with pytest.raises(OperationalError):
+            app.ledger.execute(invoice("C1", "INV-1"), actor="alice")
+        assert app.store.max_position() == head
