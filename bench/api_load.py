@@ -9,6 +9,10 @@ server on the same machine):
 2. latency: an open-loop schedule of ``--rate`` requests/s (default 300); latency is
    measured from each request's *scheduled* time, so a stall is not hidden.
 
+Every request is a distinct invoice with its own ``Idempotency-Key``, as a careful
+client sends them. Server and client CPU seconds are printed next to the wall-clock
+figures: on a shared machine they say more than the wall clock.
+
     python -m bench.api_load            # full run
     python -m bench.api_load --quick    # a few seconds
 
@@ -46,15 +50,41 @@ class Connection:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer, f"{host}:{port}", key)
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        self.writer.write(f"POST {path} HTTP/1.1\r\n{self.prefix}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    async def post(self, path: str, body: bytes, idempotency_key: str | None = None) -> tuple[int, bytes]:
+        key = f"Idempotency-Key: {idempotency_key}\r\n" if idempotency_key else ""
+        self.writer.write(f"POST {path} HTTP/1.1\r\n{self.prefix}{key}Content-Length: {len(body)}\r\n\r\n".encode() + body)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
         return status, await self.reader.readexactly(length)
 
+    async def get(self, path: str) -> tuple[int, bytes]:
+        self.writer.write(f"GET {path} HTTP/1.1\r\n{self.prefix}\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+        return int(head[9:12]), await self.reader.readexactly(length)
+
     def close(self) -> None:
         self.writer.close()
+
+
+async def commit_stats(port: int, key: str) -> tuple[float, float, float]:
+    """(transactions, commands, seconds) the serving process reports in /metrics (with
+    several workers: the one worker that answers)."""
+    conn = await Connection.open("127.0.0.1", port, key)
+    _, text = await conn.get("/metrics")
+    conn.close()
+    values = dict(re.findall(rb"^(arledger_store_commit\w*_total) (\S+)$", text, re.M))
+    return tuple(float(values.get(name, 0)) for name in (b"arledger_store_commits_total", b"arledger_store_committed_commands_total", b"arledger_store_commit_seconds_total"))
+
+
+def grouping(before: tuple[float, float, float], after: tuple[float, float, float], workers: int) -> str:
+    if workers > 1:
+        return "not shown with several workers (each keeps its own counters; /metrics answers from any)"
+    commits, commands, seconds = (a - b for a, b in zip(after, before))
+    if not commits:
+        return "no commits reported"
+    return f"{commands / commits:.1f} commands per commit, {seconds / commits * 1000:.2f} ms per commit"
 
 
 def free_port() -> int:
@@ -79,7 +109,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def server(log_format: str, data_root: str | None, workers: int = 1) -> Iterator[tuple[int, str, int]]:
+def server(log_format: str, data_root: str | None, workers: int = 1, log_file: str | None = None) -> Iterator[tuple[int, str, int]]:
     """A fresh store, a sales key, and `arledger serve` on a free port."""
     data = tempfile.mkdtemp(prefix="arledger-bench-", dir=data_root)
     env = {**os.environ, "ARLEDGER_DATA_DIR": data, "ARLEDGER_ENV": "production", "ARLEDGER_LOG_FORMAT": log_format}
@@ -88,7 +118,8 @@ def server(log_format: str, data_root: str | None, workers: int = 1) -> Iterator
     created = subprocess.run([*cli, "keys", "create", "--role", "sales", "--name", "bench"], env=env, capture_output=True, text=True, check=True)
     key = json.loads(created.stdout)["key"]
     port = free_port()
-    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(workers)], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    log = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(workers)], env=env, stderr=log, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -101,6 +132,8 @@ def server(log_format: str, data_root: str | None, workers: int = 1) -> Iterator
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if log_file:
+            log.close()
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -130,7 +163,8 @@ async def throughput(port: int, key: str, clients: int, seconds: float, start: i
         nonlocal ok, errors
         conn = await Connection.open("127.0.0.1", port, key)
         while time.perf_counter() < stop_at:
-            status, _ = await conn.post("/v1/invoices", invoice(next(counter)))
+            n = next(counter)
+            status, _ = await conn.post("/v1/invoices", invoice(n), f"bench-{n}")
             if status == 201:
                 ok += 1
             else:
@@ -154,7 +188,7 @@ async def fixed_rate(port: int, key: str, rate: float, seconds: float, start: in
     async def one(i: int, due: float) -> None:
         nonlocal errors
         conn = await conns.get()
-        status, _ = await conn.post("/v1/invoices", invoice(start + i))
+        status, _ = await conn.post("/v1/invoices", invoice(start + i), f"bench-{start + i}")
         latencies.append(time.perf_counter() - due)
         errors += status != 201
         conns.put_nowait(conn)
@@ -181,14 +215,23 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace, port: int, key: str, pid: int) -> None:
     await register_customers(port, key)
     await throughput(port, key, args.clients, 1.0, start=0)  # warm-up: caches, connections
-    cpu = cpu_seconds(pid)
+    stats = await commit_stats(port, key)
+    cpu, client = cpu_seconds(pid), time.process_time()
     ok, errors, took = await throughput(port, key, args.clients, args.seconds, start=1_000_000)
-    cpu = cpu_seconds(pid) - cpu
+    cpu, client = cpu_seconds(pid) - cpu, time.process_time() - client
+    stats = grouping(stats, await commit_stats(port, key), args.workers)
     print(f"throughput: {ok / took:,.0f} invoice commands/s ({ok:,} recorded in {took:.1f} s, {args.clients} clients, {errors} errors)")
-    print(f"server CPU: {cpu / max(ok, 1) * 1000:.2f} ms per command ({cpu:.1f} s CPU over {took:.1f} s)")
+    print(f"  server CPU: {cpu / max(ok, 1) * 1000:.2f} ms per command ({cpu:.1f} s CPU over {took:.1f} s); "
+          f"client CPU: {client / max(ok, 1) * 1000:.2f} ms per command ({client:.1f} s); load average {os.getloadavg()[0]:.1f}")
+    print(f"  group commit: {stats}")
+    stats = await commit_stats(port, key)
+    cpu, client = cpu_seconds(pid), time.process_time()
     latencies, errors = await fixed_rate(port, key, args.rate, args.seconds, start=5_000_000)
+    cpu, client = cpu_seconds(pid) - cpu, time.process_time() - client
+    stats = grouping(stats, await commit_stats(port, key), args.workers)
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
     print(f"latency at {args.rate:.0f} requests/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms ({len(latencies):,} requests, {errors} errors)")
+    print(f"  server CPU: {cpu:.1f} s, client CPU: {client:.1f} s over {args.seconds:.0f} s; load average {os.getloadavg()[0]:.1f}; group commit: {stats}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,13 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--log-format", choices=("json", "console"), default="json", help="server log format (logs go to /dev/null)")
+    parser.add_argument("--log-format", choices=("json", "console"), default="json", help="server log format")
+    parser.add_argument("--server-log", help="write the server's log lines to this file (default: /dev/null)")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--data-root", help="where the temporary SQLite store lives (default: the system temp dir)")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 15.0)
     print(f"arledger serve --workers {args.workers}, SQLite store in {args.data_root or tempfile.gettempdir()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    with server(args.log_format, args.data_root, args.workers) as (port, key, pid):
+    with server(args.log_format, args.data_root, args.workers, args.server_log) as (port, key, pid):
         asyncio.run(run(args, port, key, pid))
     return 0
 

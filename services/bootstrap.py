@@ -24,6 +24,7 @@ class App:
     credit: CreditService | None = None
 
     def close(self) -> None:
+        self.ledger.close()  # its committer finishes what was submitted before the store closes
         self.store.close()
 
 

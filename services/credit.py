@@ -4,7 +4,7 @@ The policy is ledger-wide: the latest ``CreditPolicyChanged`` in the store, or -
 one was recorded - the file named by ``ARLEDGER_SCORECARD`` (settings ``scorecard``, or
 ``--policy``), or the
 default shipped with arledger (``services/credit_policy.toml``). The account handlers
-get it from :data:`_POLICY`, which :meth:`CreditService.execute` sets around each command,
+get it from :data:`_POLICY`, which :meth:`CreditService.submit` sets around each command,
 so the domain functions receive the policy as a plain argument.
 """
 
@@ -14,6 +14,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date, timedelta
@@ -220,9 +221,22 @@ class CreditService:
     # ---- commands --------------------------------------------------------------------------
 
     def execute(self, command: cmd.Command, *, actor: str, correlation_id: uuid.UUID | None = None, idempotency_key: str | None = None) -> CommandResult:
+        return self.submit(command, actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key).result()
+
+    async def execute_async(self, command: cmd.Command, *, actor: str, correlation_id: uuid.UUID | None = None, idempotency_key: str | None = None) -> CommandResult:
+        """:meth:`execute` for an event loop (the HTTP API)."""
+        token = _POLICY.set(self.active_policy())
+        try:  # the ledger queues the command, in a copy of this context, before it first waits
+            return await self.ledger.execute_async(command, actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key)
+        finally:
+            _POLICY.reset(token)
+
+    def submit(self, command: cmd.Command, *, actor: str, correlation_id: uuid.UUID | None = None, idempotency_key: str | None = None) -> Future[CommandResult]:
+        """Queue a command under the policy in force now (the ledger decides it in a copy
+        of this context, so the policy travels with the command)."""
         token = _POLICY.set(self.active_policy())
         try:
-            return self.ledger.execute(command, actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key)
+            return self.ledger.submit(command, actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key)
         finally:
             _POLICY.reset(token)
 

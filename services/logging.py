@@ -12,9 +12,19 @@ from __future__ import annotations
 import logging
 import sys
 
+import msgspec
 import structlog
 
 from services.settings import Settings
+
+
+_encoder = msgspec.json.Encoder(enc_hook=repr)  # what JSON cannot hold is logged as its repr, as structlog does
+
+
+def _json(obj: object, **_: object) -> str:
+    """The JSON line of an event: msgspec writes it ~5x faster than ``json.dumps``, and
+    the API logs a line per request and per command."""
+    return _encoder.encode(obj).decode()
 
 
 def configure_logging(settings: Settings) -> None:
@@ -25,7 +35,7 @@ def configure_logging(settings: Settings) -> None:
     if fmt == "auto":
         fmt = "json" if settings.env == "production" else "console"
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.processors.JSONRenderer(serializer=_json) if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[

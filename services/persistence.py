@@ -121,6 +121,7 @@ class LedgerStore(Application[Any]):
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None) -> None:
         self.settings = settings or Settings.from_env()
+        self._is_postgres = self.settings.is_postgres  # resolving the URL touches the file system: once
         merged = self.settings.eventsourcing_env()
         if env:
             merged.update(env)
@@ -137,7 +138,7 @@ class LedgerStore(Application[Any]):
 
     @property
     def is_postgres(self) -> bool:
-        return self.settings.is_postgres
+        return self._is_postgres
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0

@@ -8,6 +8,7 @@ router under ``/v1`` is guarded by the API key and the role table.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import re
 import threading
@@ -116,7 +117,9 @@ class Resources:
         self.settings = settings
         self.given = ledger_app
         self.metrics = Metrics()
-        self.metrics.registry.register(StoreCollector(lambda: self.state.store_status(), lambda: self.state.relay_status()))
+        self.metrics.registry.register(StoreCollector(
+            lambda: self.state.store_status(), lambda: self.state.relay_status(), lambda: self.state.ledger.commit_stats(),
+        ))
         self.state = State({"metrics": self.metrics})
 
     def open(self, app: Litestar) -> None:
@@ -137,8 +140,23 @@ class Resources:
             self.state.ledger_app.close()
 
 
-def create_app(settings: Settings | None = None, *, ledger_app: App | None = None) -> Litestar:
-    """Build the API on the store named by ``settings`` (or on an already built App)."""
+def freeze_startup_objects() -> None:
+    """Startup hook of a served app: move every object that exists after startup (modules,
+    the app and its routes, settings...) to the collector's permanent generation. A full
+    collection would otherwise walk those ~70,000 objects every so often: a 60-100 ms
+    pause in the middle of requests, which set p99 at 300 requests/s."""
+    gc.collect()
+    gc.freeze()
+
+
+def served_app() -> Litestar:
+    """The app as ``arledger serve`` runs it (uvicorn's factory with ``--workers N``)."""
+    return create_app(freeze_gc=True)
+
+
+def create_app(settings: Settings | None = None, *, ledger_app: App | None = None, freeze_gc: bool = False) -> Litestar:
+    """Build the API on the store named by ``settings`` (or on an already built App).
+    ``freeze_gc`` is for a process that serves only this app (see :func:`freeze_startup_objects`)."""
     resources = Resources(settings, ledger_app)
     guarded = Router("/", route_handlers=[_load(p) for p in ROUTERS], guards=[authorize], security=[{"bearer": []}, {"apiKey": []}])
     return Litestar(
@@ -149,7 +167,7 @@ def create_app(settings: Settings | None = None, *, ledger_app: App | None = Non
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
         state=resources.state,
-        on_startup=[resources.open],
+        on_startup=[resources.open, *([freeze_startup_objects] if freeze_gc else [])],
         on_shutdown=[resources.close],
         logging_config=None,
     )

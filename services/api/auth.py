@@ -16,12 +16,20 @@ from services.apikeys import KeyStore, Principal
 
 
 def presented_key(connection: ASGIConnection) -> str | None:
-    header = connection.headers.get("authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
+    """The key of ``Authorization: Bearer`` (first) or ``X-API-Key``. Read from the raw
+    ASGI headers (lower-case names, as the server passes them): building Litestar's
+    ``Headers`` for two lookups cost more than the rest of authentication."""
+    authorization = api_key = None
+    for name, value in connection.scope["headers"]:
+        if name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return connection.headers.get("x-api-key") or None
+    return api_key or None
 
 
 def authenticate(connection: ASGIConnection) -> Principal:

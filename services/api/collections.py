@@ -47,48 +47,48 @@ CostBody = body_without(cc.IncurCollectionCost, "customer_id")
 
 
 @post("/{customer_id:str}/collection-contacts", operation_id="logCollectionContact", summary="Log a contact with the customer", body=ContactBody)
-def log_contact(request: Request, customer_id: CustomerId, data: JSONBody[ContactBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, cc.LogCollectionContact, customer_id=customer_id), idempotency_key)
+async def log_contact(request: Request, customer_id: CustomerId, data: JSONBody[ContactBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, cc.LogCollectionContact, customer_id=customer_id), idempotency_key)
 
 
 @post("/{customer_id:str}/promises-to-pay", operation_id="makePromiseToPay", summary="Record a promise to pay", body=PromiseBody)
-def make_promise(request: Request, customer_id: CustomerId, data: JSONBody[PromiseBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, cc.MakePromiseToPay, customer_id=customer_id), idempotency_key)
+async def make_promise(request: Request, customer_id: CustomerId, data: JSONBody[PromiseBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, cc.MakePromiseToPay, customer_id=customer_id), idempotency_key)
 
 
 @post("/{customer_id:str}/dunning-exemptions", operation_id="grantDunningExemption", summary="Exempt an invoice from dunning (reason required)", body=ExemptionBody)
-def grant_exemption(request: Request, customer_id: CustomerId, data: JSONBody[ExemptionBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, cc.GrantDunningExemption, customer_id=customer_id), idempotency_key)
+async def grant_exemption(request: Request, customer_id: CustomerId, data: JSONBody[ExemptionBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, cc.GrantDunningExemption, customer_id=customer_id), idempotency_key)
 
 
 @post("/{customer_id:str}/dunning-exemptions/{invoice_number:str}/revocation", operation_id="revokeDunningExemption", summary="Revoke an invoice's dunning exemption", body=RevocationBody, status_code=200)
-def revoke_exemption(request: Request, customer_id: CustomerId, invoice_number: InvoiceNumber, data: JSONBody[RevocationBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, cc.RevokeDunningExemption, customer_id=customer_id, invoice_number=invoice_number), idempotency_key)
+async def revoke_exemption(request: Request, customer_id: CustomerId, invoice_number: InvoiceNumber, data: JSONBody[RevocationBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, cc.RevokeDunningExemption, customer_id=customer_id, invoice_number=invoice_number), idempotency_key)
 
 
 @command_put("/{customer_id:str}/collector", operation_id="assignCollector", summary="Assign the collector who works the customer", tags=TAGS, body=CollectorBody)
-def assign_collector(request: Request, customer_id: CustomerId, data: JSONBody[CollectorBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, cc.AssignCollector, customer_id=customer_id), idempotency_key)
+async def assign_collector(request: Request, customer_id: CustomerId, data: JSONBody[CollectorBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, cc.AssignCollector, customer_id=customer_id), idempotency_key)
 
 
 @post("/{customer_id:str}/legal-escalations", operation_id="escalateToLegal", summary="Open a legal collection case", body=LegalBody)
-def escalate(request: Request, customer_id: CustomerId, data: JSONBody[LegalBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, cc.EscalateToLegal, customer_id=customer_id), idempotency_key)
+async def escalate(request: Request, customer_id: CustomerId, data: JSONBody[LegalBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, cc.EscalateToLegal, customer_id=customer_id), idempotency_key)
 
 
 @post("/{customer_id:str}/agency-assignments", operation_id="assignToAgency", summary="Open a collection agency case", body=AgencyBody)
-def to_agency(request: Request, customer_id: CustomerId, data: JSONBody[AgencyBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, cc.AssignToAgency, customer_id=customer_id), idempotency_key)
+async def to_agency(request: Request, customer_id: CustomerId, data: JSONBody[AgencyBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, cc.AssignToAgency, customer_id=customer_id), idempotency_key)
 
 
 @post("/{customer_id:str}/collection-cases/{case_id:str}/closure", operation_id="closeCollectionCase", summary="Close an open collection case", body=CloseBody, status_code=200)
-def close_case(request: Request, customer_id: CustomerId, case_id: CaseId, data: JSONBody[CloseBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, cc.CloseCollectionCase, customer_id=customer_id, case_id=case_id), idempotency_key)
+async def close_case(request: Request, customer_id: CustomerId, case_id: CaseId, data: JSONBody[CloseBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, cc.CloseCollectionCase, customer_id=customer_id, case_id=case_id), idempotency_key)
 
 
 @post("/{customer_id:str}/collection-costs", operation_id="incurCollectionCost", summary="Record a collection cost (fees, agency, lawyer)", body=CostBody)
-def incur_cost(request: Request, customer_id: CustomerId, data: JSONBody[CostBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, cc.IncurCollectionCost, customer_id=customer_id), idempotency_key)
+async def incur_cost(request: Request, customer_id: CustomerId, data: JSONBody[CostBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, cc.IncurCollectionCost, customer_id=customer_id), idempotency_key)
 
 
 def _statement(request: Request, customer_id: str, day: BusinessDate) -> dict[str, Any]:

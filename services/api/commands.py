@@ -8,10 +8,10 @@
   key and body (``Idempotent-Replayed: true``) and refuses another body.
 * The actor is the API key's name.
 
-Command handlers run on the event loop, not in a worker thread: the store serialises
-writes anyway (one SQLite writer; PostgreSQL inserts take a table lock, NOTES.md), so a
-thread pool would add a hand-off and GIL contention per command and no write
-throughput. Queries run in worker threads.
+Command handlers are coroutines: they hand the command to the ledger's committer
+thread and await its future, so no worker thread is held per request and commands
+that arrive while a batch is being flushed share the next commit (group commit,
+:mod:`services.ledger`). Queries run in worker threads.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _route(
     ledger, or the credit service, which runs ledger commands under the credit policy)."""
     return decorator(
         path, operation_id=operation_id, summary=summary, tags=tags, status_code=status_code, responses=ERRORS,
-        sync_to_thread=False, opt={"body": body, "service": service},
+        opt={"body": body, "service": service},
     )
 
 
@@ -110,13 +110,15 @@ def with_path(body: msgspec.Struct, command: type[C], **path: str) -> C:
     return convert({**msgspec.structs.asdict(body), **path}, command, strict=True)
 
 
-def execute(request: Request, command: Command, idempotency_key: str | None) -> Response[CommandResult]:
-    """Run a command as the caller; called from the handlers' worker thread."""
+async def execute(request: Request, command: Command, idempotency_key: str | None) -> Response[CommandResult]:
+    """Run a command as the caller. The ledger's committer thread decides and saves it
+    (grouped with other requests' commands into one durable commit); the event loop
+    awaits the answer meanwhile and keeps serving other requests."""
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise RuleViolation("Idempotency-Key", "pattern", "must be 1-200 printable ASCII characters")
     state = request.scope["state"]
     service = request.app.state[request.route_handler.opt.get("service", "ledger")]
-    result: CommandResult = service.execute(
+    result: CommandResult = await service.execute_async(
         command, actor=principal_of(request).name, correlation_id=state.get("correlation_uuid"), idempotency_key=idempotency_key,
     )
     if not result.replayed:

@@ -22,18 +22,18 @@ SetPaymentTermsBody = body_without(c.SetPaymentTerms, "customer_id")
 
 
 @command_post("/", operation_id="registerCustomer", summary="Register a customer account", tags=TAGS, body=c.RegisterCustomer)
-def register_customer(request: Request, data: JSONBody[c.RegisterCustomer], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, data, idempotency_key)
+async def register_customer(request: Request, data: JSONBody[c.RegisterCustomer], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, data, idempotency_key)
 
 
 @command_patch("/{customer_id:str}", operation_id="updateCustomer", summary="Change a customer's master data", tags=TAGS, body=UpdateCustomerBody)
-def update_customer(request: Request, customer_id: CustomerId, data: JSONBody[UpdateCustomerBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, c.UpdateCustomer, customer_id=customer_id), idempotency_key)
+async def update_customer(request: Request, customer_id: CustomerId, data: JSONBody[UpdateCustomerBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, c.UpdateCustomer, customer_id=customer_id), idempotency_key)
 
 
 @command_put("/{customer_id:str}/payment-terms", operation_id="setPaymentTerms", summary="Set a customer's payment terms", tags=TAGS, body=SetPaymentTermsBody)
-def set_payment_terms(request: Request, customer_id: CustomerId, data: JSONBody[SetPaymentTermsBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, c.SetPaymentTerms, customer_id=customer_id), idempotency_key)
+async def set_payment_terms(request: Request, customer_id: CustomerId, data: JSONBody[SetPaymentTermsBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, c.SetPaymentTerms, customer_id=customer_id), idempotency_key)
 
 
 @get("/{customer_id:str}", operation_id="getCustomer", summary="A customer account: open invoices, payments, credits, write-offs", tags=TAGS, responses=QUERY_ERRORS, sync_to_thread=True)

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 log = structlog.get_logger("arledger.api")
 _CID_NAMESPACE = uuid.UUID("0b7f6a1e-3c1d-4c55-9a3e-2d8c4f1e9b70")
@@ -33,14 +33,26 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.commands = Counter("arledger_commands_recorded", "Ledger commands recorded (replays excluded)", ["command"], registry=self.registry)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a request and observe its latency. The labelled children are kept per
+        (method, route, status): ``labels()`` validates and locks on every call."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class StoreCollector:
     """Collected at scrape time: the stream head, each projection's and each relay's lag."""
 
-    def __init__(self, status: Any, relays: Any = None) -> None:
+    def __init__(self, status: Any, relays: Any = None, commits: Any = None) -> None:
         self.status = status  # () -> (head, [projection status dicts])
         self.relays = relays or list  # () -> [relay status dicts]
+        self.commits = commits  # () -> the ledger's CommitStats
 
     def collect(self) -> Any:
         head, projections = self.status()
@@ -53,6 +65,11 @@ class StoreCollector:
         for r in self.relays():
             relay.add_metric([r["name"]], r["lag"])
         yield relay
+        if self.commits is not None:
+            stats = self.commits()
+            yield CounterMetricFamily("arledger_store_commits", "Durable transactions written by this process's ledger (group commit)", value=stats.commits)
+            yield CounterMetricFamily("arledger_store_committed_commands", "Commands saved in those transactions", value=stats.commands)
+            yield CounterMetricFamily("arledger_store_commit_seconds", "Time spent writing and flushing those transactions", value=stats.seconds)
 
 
 def correlation(raw: bytes | None) -> tuple[str, uuid.UUID]:
@@ -99,8 +116,7 @@ def _record(scope: Scope, status: int, seconds: float) -> None:
     route = scope.get("path_template") or "unmatched"
     method = scope["method"]
     metrics: Metrics = scope["app"].state.metrics
-    metrics.requests.labels(method, route, str(status)).inc()
-    metrics.latency.labels(method, route).observe(seconds)
+    metrics.request_done(method, route, status, seconds)
     principal = scope.get("state", {}).get("principal")
     log.info(
         "http_request", method=method, path=scope["path"], route=route, status=status, duration_ms=round(seconds * 1000, 2),

@@ -16,18 +16,18 @@ RejectionBody = body_without(c.RejectWriteOff, "write_off_id")
 
 
 @command_post("/", operation_id="requestWriteOff", summary="Request a write-off of part or all of an invoice", tags=TAGS, body=c.RequestWriteOff)
-def request_write_off(request: Request, data: JSONBody[c.RequestWriteOff], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, data, idempotency_key)
+async def request_write_off(request: Request, data: JSONBody[c.RequestWriteOff], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, data, idempotency_key)
 
 
 @command_post("/{write_off_id:str}/approval", operation_id="approveWriteOff", summary="Approve a write-off (not by its requester)", tags=TAGS, body=ApprovalBody, status_code=200)
-def approve_write_off(request: Request, write_off_id: WriteOffId, data: JSONBody[ApprovalBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, c.ApproveWriteOff, write_off_id=write_off_id), idempotency_key)
+async def approve_write_off(request: Request, write_off_id: WriteOffId, data: JSONBody[ApprovalBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, c.ApproveWriteOff, write_off_id=write_off_id), idempotency_key)
 
 
 @command_post("/{write_off_id:str}/rejection", operation_id="rejectWriteOff", summary="Reject a write-off", tags=TAGS, body=RejectionBody, status_code=200)
-def reject_write_off(request: Request, write_off_id: WriteOffId, data: JSONBody[RejectionBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
-    return execute(request, with_path(data, c.RejectWriteOff, write_off_id=write_off_id), idempotency_key)
+async def reject_write_off(request: Request, write_off_id: WriteOffId, data: JSONBody[RejectionBody], idempotency_key: IdempotencyKey = None) -> Response[CommandResult]:
+    return await execute(request, with_path(data, c.RejectWriteOff, write_off_id=write_off_id), idempotency_key)
 
 
 router = Router("/v1/write-offs", route_handlers=[request_write_off, approve_write_off, reject_write_off])

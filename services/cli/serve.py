@@ -17,6 +17,12 @@ from services.cli.common import settings_from
 from services.settings import Settings
 
 
+#: How long a thread may hold the GIL while another waits for it. Python's default is
+#: 5 ms: the ledger's committer, back from a commit's flush, would wait up to that long
+#: while the event loop handles requests, and every command in the next batch with it.
+SWITCH_INTERVAL = 0.0005
+
+
 def first_start_keys(settings: Settings) -> list[tuple[str, str, str]]:
     """(name, role, secret) of the keys created now; none if any key exists or in production."""
     keys = KeyStore.open(settings.resolved_database_url)
@@ -75,13 +81,17 @@ def _run(args: argparse.Namespace) -> int:
     if embedded:
         print("projections: following the stream in this process (--no-projections to run `arledger projections run` apart)", file=sys.stderr)
         start_embedded_projections(settings)
-    options = {"host": args.host, "port": args.port, "log_config": None, "access_log": False, "log_level": "warning"}
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    options = {
+        "host": args.host, "port": args.port, "log_config": None, "access_log": False, "log_level": "warning",
+        "http": "services.api.transport:CoalescingHttpToolsProtocol",  # one write per response
+    }
     if args.workers > 1:
         # Worker processes build their app from the environment: pin the store for them.
         os.environ["ARLEDGER_DATABASE_URL"] = settings.resolved_database_url
-        uvicorn.run("services.api.app:create_app", factory=True, workers=args.workers, **options)
+        uvicorn.run("services.api.app:served_app", factory=True, workers=args.workers, **options)
     else:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, freeze_gc=True), **options)
     return 0
 
 

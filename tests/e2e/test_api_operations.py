@@ -44,10 +44,10 @@ def test_readiness_is_503_when_the_store_does_not_answer(api, monkeypatch):
 
 
 def test_a_concurrency_conflict_is_409_with_retry_guidance(api, monkeypatch):
-    def always_conflicts(*args, **kwargs):
+    async def always_conflicts(*args, **kwargs):
         raise ConcurrencyConflict("account kept changing under 10 attempts; retry the command")
 
-    monkeypatch.setattr(api.ledger_app.ledger, "execute", always_conflicts)
+    monkeypatch.setattr(api.ledger_app.ledger, "execute_async", always_conflicts)
     response = api.call("POST", "/v1/customers", "sales", CUSTOMER)
     assert response.status_code == 409 and response.headers["retry-after"] == "1"
     assert response.json()["rule"] == "concurrent_change" and "retry" in response.json()["detail"]
