@@ -78,6 +78,8 @@ def parse_decimal_amount(text: str, currency: str, field: str = "amount") -> int
         raise RuleViolation(field, "decimal_amount", f"{raw!r} is not a decimal number (use '.' as decimal point, no separators)") from None
     if not value.is_finite():
         raise RuleViolation(field, "decimal_amount", f"{raw!r} is not a finite amount")
+    if value < 0:  # refused before scaling: "-9e999999999" would overflow the Decimal context
+        raise RuleViolation(field, "positive", f"{raw!r} is not a positive amount")
     if value > 0 and value.adjusted() + exponent > 15:
         raise RuleViolation(field, "max_amount", f"{raw!r} is above the largest amount accepted ({MAX_MINOR} minor units)")
     scaled = value.scaleb(exponent)

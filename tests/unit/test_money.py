@@ -49,6 +49,8 @@ def _by_decimal(text: str, currency: str) -> tuple[str, object]:
         return "rule", "decimal_amount"
     if not value.is_finite():
         return "rule", "decimal_amount"
+    if value < 0:
+        return "rule", "positive"
     if value > 0 and value.adjusted() + exponent > 15:
         return "rule", "max_amount"
     scaled = value.scaleb(exponent)
@@ -62,6 +64,7 @@ def _by_decimal(text: str, currency: str) -> tuple[str, object]:
 @given(st.text(alphabet="0123456789.٣ -+e", max_size=12), st.sampled_from(["EUR", "JPY", "KWD"]))
 @example("9e999999999", "EUR")  # found by hypothesis: once overflowed Decimal and built a giant int
 @example("1" * 30, "EUR")
+@example("-9e999999999", "EUR")  # found by hypothesis: a negative amount skipped the size check and overflowed
 def test_the_integer_fast_path_agrees_with_decimal_arithmetic(text, currency):
     try:
         got: tuple[str, object] = ("value", parse_decimal_amount(text, currency))
