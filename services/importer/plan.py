@@ -38,6 +38,9 @@ ORDER: tuple[str, ...] = ("customers", "invoices", "credit_notes", "payments")
 CLAIMS: dict[str, tuple[str, str]] = {"invoices": ("invoice", "invoice_number"), "credit_notes": ("credit_note", "credit_note_number"), "payments": ("payment", "payment_id")}
 
 Progress = Callable[[int], None]
+#: Called with the plan's events so far (while no row was bad), every few thousand rows:
+#: the import streams them to its writer while the rest is still being checked.
+EventSink = Callable[[list[Event]], None]
 
 
 @dataclass
@@ -55,8 +58,8 @@ class ImportPlan:
 
 
 class _Planner:
-    def __init__(self, store: LedgerStore, actor: str, recorded_at: datetime, correlation_id: UUID, progress: Progress) -> None:
-        self.store, self.progress = store, progress
+    def __init__(self, store: LedgerStore, actor: str, recorded_at: datetime, correlation_id: UUID, progress: Progress, sink: EventSink | None) -> None:
+        self.store, self.progress, self.sink = store, progress, sink
         self.plan = ImportPlan()
         # The import is one command: every event it records has the same actor, time,
         # correlation id (this run) and causation id (the import command).
@@ -96,9 +99,11 @@ class _Planner:
             except RuleViolation as exc:
                 column = exc.field if exc.field == "allocations" else column_of(exc.field, row.amount_column)
                 errors.append(RowError(parsed.name, row.line, column, exc.rule, exc.message))
-            if n % 5000 == 0:
-                self.progress(5000)
-        self.progress(len(parsed.rows) % 5000)
+            if n % 2000 == 0:
+                self.progress(2000)
+                if self.sink is not None and not errors:
+                    self.sink(self.plan.events)
+        self.progress(len(parsed.rows) % 2000)
 
     def _customers(self, row: ParsedRow, aid: UUID) -> None:
         cmd = row.command
@@ -160,10 +165,10 @@ class _Planner:
 
 def build_plan(
     store: LedgerStore, files: dict[str, ParsedFile], *, actor: str, recorded_at: datetime, correlation_id: UUID,
-    progress: Progress = lambda n: None,
+    progress: Progress = lambda n: None, sink: EventSink | None = None,
 ) -> ImportPlan:
     """Check every row of every file and build the events; ``plan.errors`` lists bad rows."""
-    planner = _Planner(store, actor, recorded_at, correlation_id, progress)
+    planner = _Planner(store, actor, recorded_at, correlation_id, progress, sink)
     for parsed in files.values():
         planner.plan.errors += parsed.errors
         planner.plan.rows[parsed.kind] = parsed.total_rows

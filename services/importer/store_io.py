@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
+from services.importer.sqlite_writer import SqliteWriter, WriterFailed
 from services.persistence import LedgerStore, MsgspecMapper, encode_event, topic_of
 
 T = TypeVar("T")
@@ -80,6 +81,58 @@ def write_events(store: LedgerStore, events: Sequence[Any], *, on_batch: Callabl
                 on_batch(len(chunk))
         finally:
             cursor.execute(f"PRAGMA cache_size = {int(cache_size)}")
+
+
+#: Events per batch streamed to the writer process: small enough that the writer starts
+#: early and that little is left to insert once the last row is checked.
+PIPE_BATCH = 4000
+#: The writer process's page cache: the primary-key index stays in it; table pages
+#: beyond it spill to the WAL during the load, on the writer's core, not at COMMIT.
+SQLITE_PIPE_CACHE_KIB = 64 * 1024
+
+
+def start_writer_process(store: LedgerStore) -> SqliteWriter | None:
+    """A child process holding the import's SQLite write transaction (see
+    :mod:`services.importer.sqlite_writer`); None where it cannot share the store:
+    PostgreSQL (its server already writes on its own cores, fed by COPY) and
+    in-memory SQLite databases."""
+    if store.is_postgres:
+        return None
+    pool = store.recorder.datastore.pool
+    if pool.is_sqlite_memory_mode:
+        return None
+    return SqliteWriter(pool.db_name, store.recorder.events_table_name, float(pool.lock_timeout or 5), SQLITE_PIPE_CACHE_KIB)
+
+
+class EventStream:
+    """Feeds a writer process the plan's events in batches, as the planner makes them."""
+
+    def __init__(self, store: LedgerStore, writer: SqliteWriter, on_batch: Callable[[int], None] = lambda n: None) -> None:
+        self.writer, self.on_batch = writer, on_batch
+        self.rows_of = _rows_maker(store, hex_ids=True)
+        self.sent = 0
+
+    def __call__(self, events: Sequence[Any]) -> None:
+        """Send every complete batch of ``events`` not sent yet."""
+        while len(events) - self.sent >= PIPE_BATCH:
+            self._send(events[self.sent:self.sent + PIPE_BATCH])
+
+    def commit(self, events: Sequence[Any]) -> None:
+        """Send the rest and commit; raises IntegrityError on a clash, nothing recorded."""
+        self(events)
+        self._send(events[self.sent:])
+        try:
+            self.writer.commit()
+        except WriterFailed as exc:
+            if exc.status == "integrity_error":
+                raise IntegrityError(str(exc)) from None
+            raise PersistenceError(str(exc)) from None
+
+    def _send(self, chunk: Sequence[Any]) -> None:
+        if chunk:
+            self.writer.send(self.rows_of(chunk))
+            self.sent += len(chunk)
+            self.on_batch(len(chunk))
 
 
 def _rows_maker(store: LedgerStore, *, hex_ids: bool) -> Callable[[Sequence[Any]], list[tuple[Any, ...]]]:
