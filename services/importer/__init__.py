@@ -22,9 +22,8 @@ from pathlib import Path
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
-from domain.account import take_snapshot
 from domain.errors import LedgerError
-from services.importer.plan import ORDER, ImportPlan, build_plan
+from services.importer.plan import ORDER, ImportPlan, build_plan, snapshot_accounts
 from services.importer.rows import RowError, read_file
 from services.importer.store_io import EventStream, forget_cached, start_writer_process, write_events
 from services.ledger import ConcurrencyConflict, utc_now
@@ -159,7 +158,7 @@ def _snapshot(store: LedgerStore, plan: ImportPlan) -> int:
     interval = store.settings.snapshot_interval
     if store.snapshots is None or interval <= 0:
         return 0
-    due = [take_snapshot(a) for cid, a in plan.accounts.items() if a.version // interval > plan.start_versions.get(cid, 0) // interval]
+    due = snapshot_accounts(plan, interval)
     if due:
         store.snapshots.put(due)
     return len(due)
