@@ -41,7 +41,7 @@ from domain import events as ev
 from domain.account import LEDGER_APPLIERS, AccountSnapshot, CommandContext, CustomerAccount, project_account, take_snapshot
 from domain.errors import AlreadyExists, NotFound, RuleViolation
 from domain.events import Event
-from domain.registry import ReferenceClaimed, account_id, claim, event_id_of, reference_id
+from domain.registry import ReferenceClaimed, account_id, event_id, event_id_of, reference_id
 from services.importer.rows import AUTO_ALLOCATION, ParsedFile, ParsedRow, RowError, column_of
 from services.importer.store_io import existing_originators
 from services.persistence import LedgerStore
@@ -49,6 +49,10 @@ from services.persistence import LedgerStore
 ORDER: tuple[str, ...] = ("customers", "invoices", "credit_notes", "payments")
 #: registry kind and command field of the document each file creates
 CLAIMS: dict[str, tuple[str, str]] = {"invoices": ("invoice", "invoice_number"), "credit_notes": ("credit_note", "credit_note_number"), "payments": ("payment", "payment_id")}
+
+#: the events the planner builds from templates (customers register through the aggregate)
+TEMPLATED = (ev.InvoiceIssued, ev.CreditNoteIssued, ev.PaymentReceived, ev.PaymentAllocated, ReferenceClaimed)
+_replace = msgspec.structs.replace
 
 Progress = Callable[[int], None]
 #: Called with the plan's events so far (while no row was bad), every few thousand rows:
@@ -85,8 +89,9 @@ class _Planner:
         self.taken: set[int] = set()  # account and reference ids already in the store
         self.claimed: set[int] = set()  # reference ids claimed by earlier rows of this import
         self.row_ids: dict[str, list[UUID]] = {}  # kind -> per row: the account (customers) or reference id it creates
-        self.id_bytes: dict[UUID, bytes] = {}  # account id -> its 16 bytes, for event ids
+        self.id_bytes: dict[str, bytes] = {}  # customer id -> its account id's 16 bytes, for event ids
         self.appliers = LEDGER_APPLIERS
+        self.templates = {cls: cls(**{**dict.fromkeys(cls.__struct_fields__), **self.ctx_fields}) for cls in TEMPLATED}
 
     def look_up_store(self, files: dict[str, ParsedFile]) -> None:
         if "customers" in files:
@@ -146,43 +151,50 @@ class _Planner:
             raise AlreadyExists(attr, getattr(cmd, attr), registry.replace("_", " "))
         return account
 
-    def _event(self, account: CustomerAccount, cls: type[Any], **fields: Any) -> Any:
-        """The account's next event, as :meth:`CustomerAccount._record` makes it, applied
-        by the ledger's own applier."""
-        version = account.version + 1
-        account_bytes = self.id_bytes.get(account.id)
+    def _next(self, account: CustomerAccount) -> tuple[int, UUID]:
+        """The account's next version and that event's id (as ``_record`` derives it)."""
+        version = account.version = account.version + 1
+        account_bytes = self.id_bytes.get(account.state.customer_id)
         if account_bytes is None:
-            account_bytes = self.id_bytes[account.id] = account.id.int.to_bytes(16)
-        event = cls(originator_id=account.id, originator_version=version, event_id=event_id_of(account_bytes, version),
-                    customer_id=account.state.customer_id, **self.ctx_fields, **fields)
-        self.appliers[cls](account.state, event)
-        account.version = version
-        return event
+            account_bytes = self.id_bytes[account.state.customer_id] = account.id.int.to_bytes(16)
+        return version, event_id_of(account_bytes, version)
 
     def _claim(self, kind: str, cmd: Any, rid: UUID) -> ReferenceClaimed:
         """The reference's registry event, saved after the account's (as a command does)."""
         self.claimed.add(rid.int)
         self.plan.reference_claims += 1
         registry, attr = CLAIMS[kind]
-        return claim(registry, getattr(cmd, attr), cmd.customer_id, rid=rid, **self.ctx_fields)
+        return _replace(self.templates[ReferenceClaimed], originator_id=rid, originator_version=1, event_id=event_id(rid, 1),
+                        kind=registry, reference=getattr(cmd, attr), customer_id=cmd.customer_id)
+
+    # Each event is a copy of a template holding this import's actor, time, correlation
+    # and causation ids, every other field given here (a template's are None, so one
+    # left out would not even decode): msgspec's replace is ~2x cheaper than the class
+    # call with 17 keyword arguments, over 100,000s of events.
 
     def _invoices(self, row: ParsedRow, rid: UUID) -> None:
         cmd = row.command
         account = self._account("invoices", cmd, rid)
         installments = [(i.due_date, i.amount_minor) for i in cmd.installments] or None
         schedule = account.check_invoice(cmd.invoice_number, cmd.currency, cmd.amount_minor, cmd.issue_date, cmd.due_date, installments)
-        issued = self._event(account, ev.InvoiceIssued, invoice_number=cmd.invoice_number, currency=cmd.currency, amount_minor=cmd.amount_minor,
-                             issue_date=cmd.issue_date, due_date=schedule[-1].due_date, installments=schedule,
-                             description=cmd.description, sales_order_id=cmd.sales_order_id)
+        version, eid = self._next(account)
+        issued = _replace(self.templates[ev.InvoiceIssued], originator_id=account.id, originator_version=version, event_id=eid,
+                          customer_id=cmd.customer_id, invoice_number=cmd.invoice_number, currency=cmd.currency, amount_minor=cmd.amount_minor,
+                          issue_date=cmd.issue_date, due_date=schedule[-1].due_date, installments=schedule,
+                          description=cmd.description, sales_order_id=cmd.sales_order_id)
+        self.appliers[ev.InvoiceIssued](account.state, issued)
         self.plan.events += (issued, self._claim("invoices", cmd, rid))
 
     def _credit_notes(self, row: ParsedRow, rid: UUID) -> None:
         cmd = row.command
         account = self._account("credit_notes", cmd, rid)
         applied = account.check_credit_note(cmd.credit_note_number, cmd.currency, cmd.amount_minor, cmd.issue_date, cmd.invoice_number)
-        issued = self._event(account, ev.CreditNoteIssued, credit_note_number=cmd.credit_note_number, currency=cmd.currency,
-                             amount_minor=cmd.amount_minor, issue_date=cmd.issue_date, invoice_number=cmd.invoice_number,
-                             applied=applied, reason=cmd.reason)
+        version, eid = self._next(account)
+        issued = _replace(self.templates[ev.CreditNoteIssued], originator_id=account.id, originator_version=version, event_id=eid,
+                          customer_id=cmd.customer_id, credit_note_number=cmd.credit_note_number, currency=cmd.currency,
+                          amount_minor=cmd.amount_minor, issue_date=cmd.issue_date, invoice_number=cmd.invoice_number,
+                          applied=applied, reason=cmd.reason)
+        self.appliers[ev.CreditNoteIssued](account.state, issued)
         self.plan.events += (issued, self._claim("credit_notes", cmd, rid))
 
     def _payments(self, row: ParsedRow, rid: UUID) -> None:
@@ -193,8 +205,12 @@ class _Planner:
         cmd = row.command
         account = self._account("payments", cmd, rid)
         account.check_payment(cmd.payment_id, cmd.currency, cmd.amount_minor)
-        events = [self._event(account, ev.PaymentReceived, payment_id=cmd.payment_id, currency=cmd.currency, amount_minor=cmd.amount_minor,
-                              value_date=cmd.value_date, method=cmd.method, reference=cmd.reference)]
+        version, eid = self._next(account)
+        received = _replace(self.templates[ev.PaymentReceived], originator_id=account.id, originator_version=version, event_id=eid,
+                            customer_id=cmd.customer_id, payment_id=cmd.payment_id, currency=cmd.currency, amount_minor=cmd.amount_minor,
+                            value_date=cmd.value_date, method=cmd.method, reference=cmd.reference)
+        self.appliers[ev.PaymentReceived](account.state, received)
+        events = [received]
         if row.allocations is not None:
             try:
                 if row.allocations == AUTO_ALLOCATION:
@@ -209,10 +225,14 @@ class _Planner:
 
     def _allocate(self, account: CustomerAccount, events: list[Any], payment_id: str, invoice_number: str | None, amount: int | None) -> None:
         payment, lines = account.allocation_lines(payment_id, invoice_number, None, amount)
+        apply, template = self.appliers[ev.PaymentAllocated], self.templates[ev.PaymentAllocated]
         for line in lines:
-            events.append(self._event(account, ev.PaymentAllocated, payment_id=payment_id, invoice_number=line.invoice_number,
-                                      installment=line.installment, currency=payment.currency, amount_minor=line.amount_minor,
-                                      value_date=payment.value_date))
+            version, eid = self._next(account)
+            allocated = _replace(template, originator_id=account.id, originator_version=version, event_id=eid, customer_id=account.state.customer_id,
+                                 payment_id=payment_id, invoice_number=line.invoice_number, installment=line.installment,
+                                 currency=payment.currency, amount_minor=line.amount_minor, value_date=payment.value_date)
+            apply(account.state, allocated)
+            events.append(allocated)
 
 
 def build_plan(
