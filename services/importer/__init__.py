@@ -111,6 +111,10 @@ def run_import(
                     report.recorded = True
             elif writer is not None:
                 writer.abort()
+            # Free the rows and events while the collector is still off: switched back on,
+            # it would first walk every one of them (~0.35 s for 350,000 events) only to
+            # find what reference counting frees anyway.
+            del files, plan
     except BaseException:
         if writer is not None:
             writer.kill()
