@@ -1,12 +1,18 @@
 """Bulk import of an existing ledger from CSV files (``arledger import``).
 
-All or nothing: every row of every file is parsed and checked first (against the
-store and against the accounts built in memory by the aggregate's own rules); if any
-row of any file is bad, every bad row is reported and **nothing** is recorded, not
-even the good files, because later files depend on earlier ones (payments allocate to
-invoices). Otherwise all events are written in one transaction (see
+All or nothing: every row of every file is parsed and checked (against the store and
+against the accounts built in memory by the aggregate's own rules); if any row of any
+file is bad, every bad row is reported and **nothing** is recorded, not even the good
+files, because later files depend on earlier ones (payments allocate to invoices).
+Otherwise all events are written in one transaction (see
 :mod:`services.importer.store_io`), then accounts that crossed the snapshot interval
 get a snapshot, as :class:`~services.ledger.LedgerService` does after a command.
+
+On an SQLite file that transaction is held by a writer process
+(:mod:`services.importer.sqlite_writer`) fed batch by batch while the rows are still
+being checked, and committed only once the last row has passed: checking and writing
+then run on two cores, and a bad row, a dead writer or a killed import still records
+nothing.
 """
 
 from __future__ import annotations

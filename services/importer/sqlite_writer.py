@@ -27,6 +27,7 @@ the standard library and msgspec, so the child is up in a few tens of millisecon
 from __future__ import annotations
 
 import gc
+import os
 import queue
 import sqlite3
 import struct
@@ -190,4 +191,9 @@ def child_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(child_main(sys.argv[1:]))
+    code = child_main(sys.argv[1:])
+    sys.stdout.flush()
+    # Leave at once: interpreter shutdown would wait on the reader thread's hold on stdin
+    # when the parent is still sending (after a refused batch). The answer is written,
+    # the connection closed (rolled back unless committed).
+    os._exit(code)

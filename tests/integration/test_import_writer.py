@@ -13,8 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from bench.ledger_data import LedgerSize, write_ledger_csv
+from domain import commands as c
 from services.importer import ImportProgress, ImportWriteFailed, run_import
 from services.importer.plan import build_plan
 from services.importer.rows import read_file
@@ -143,3 +145,18 @@ def _wait_until_gone(pid: int) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"writer process {pid} is still running")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_concurrent_writer_makes_the_streamed_write_record_nothing(app, tmp_path):
+    """The writer process's INSERTs meet the store's (originator_id, version) key too."""
+    files = {kind: read_file(kind, path) for kind, path in ledger(tmp_path).items()}
+    plan = build_plan(app.store, files, actor="migration", recorded_at=app.ledger.clock(), correlation_id=uuid.uuid4())
+    assert plan.ok
+    app.ledger.execute(c.RegisterCustomer(customer_id="C000042", name="Came first", currency="EUR"), actor="bob")
+    before = app.store.max_position()
+    writer = start_writer_process(app.store)
+    with pytest.raises(IntegrityError):
+        EventStream(app.store, writer).commit(plan.events)
+    assert writer.process.returncode == 1
+    assert app.store.max_position() == before
