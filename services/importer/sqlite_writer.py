@@ -53,7 +53,10 @@ class WriterFailed(Exception):
 
 
 class SqliteWriter:
-    """Parent side: start the child, stream row batches, then commit or abort."""
+    """Parent side: start the child, stream row batches, then commit or abort.
+
+    Frames go out through a sender thread, so the planner never waits on a full pipe
+    while the child is busy inserting (the thread sleeps in ``write`` without the GIL)."""
 
     def __init__(self, db_name: str, table: str, lock_timeout: float, cache_kib: int) -> None:
         # -P: do not put this file's directory first on the child's sys.path
@@ -64,32 +67,46 @@ class SqliteWriter:
         assert self.process.stdin is not None and self.process.stdout is not None
         self._stdin: BinaryIO = self.process.stdin
         self._stdout: BinaryIO = self.process.stdout
+        _widen_pipe(self._stdin)
         self._encode = msgspec.msgpack.Encoder().encode
         self.broken = False  # the child stopped reading (it failed): stop sending
         self.cpu_seconds = 0.0
+        self._outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._sender = threading.Thread(target=self._send_frames, name="import-writer-feed", daemon=True)
+        self._sender.start()
 
     def send(self, rows: list[tuple[Any, ...]]) -> None:
         if self.broken or not rows:
             return
         payload = self._encode(rows)
-        try:
-            self._stdin.write(_LENGTH.pack(len(payload)))
-            self._stdin.write(payload)
-        except (BrokenPipeError, OSError):
-            self.broken = True
+        self._outbox.put(_LENGTH.pack(len(payload)))
+        self._outbox.put(payload)
+
+    def _send_frames(self) -> None:
+        while True:
+            frame = self._outbox.get()
+            if frame is None:
+                return
+            if self.broken:
+                continue
+            try:
+                self._stdin.write(frame)
+            except (BrokenPipeError, OSError, ValueError):
+                self.broken = True
+
+    def _stop_sending(self) -> None:
+        self._outbox.put(None)
+        self._sender.join()
 
     def commit(self) -> None:
         """Ask the child to commit; raise :class:`WriterFailed` if it did not."""
-        if not self.broken:
-            try:
-                self._stdin.write(COMMIT)
-                self._stdin.flush()
-            except (BrokenPipeError, OSError):
-                self.broken = True
+        self._outbox.put(COMMIT)
+        self._stop_sending()
         self._finish(expect="committed")
 
     def abort(self) -> None:
         """Close the pipe without a commit frame: the child rolls back."""
+        self._stop_sending()
         self._finish(expect=None)
 
     def _finish(self, expect: str | None) -> None:
@@ -113,12 +130,26 @@ class SqliteWriter:
         """For an exception in the parent: end the child at once (nothing is committed)."""
         if self.process.poll() is None:
             self.process.kill()
+        self.process.wait()
+        self.broken = True  # the sender drains its queue without writing; a write under way fails (EPIPE)
+        self._outbox.put(None)
+        self._sender.join(timeout=10)
         for stream in (self._stdin, self._stdout):
             try:
                 stream.close()
             except (BrokenPipeError, OSError):
                 pass
         self.process.wait()
+
+
+def _widen_pipe(stream: BinaryIO) -> None:
+    """1 MiB instead of 64 KiB of pipe (Linux): fewer wake-ups per batch on both sides."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass
 
 
 # ---- the child ---------------------------------------------------------------------------
