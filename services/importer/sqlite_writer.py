@@ -71,6 +71,7 @@ class SqliteWriter:
         self._encode = msgspec.msgpack.Encoder().encode
         self.broken = False  # the child stopped reading (it failed): stop sending
         self.cpu_seconds = 0.0
+        self.timings: dict[str, float] = {}  # the child's wall seconds inserting, committing, waiting for input
         self._outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._sender = threading.Thread(target=self._send_frames, name="import-writer-feed", daemon=True)
         self._sender.start()
@@ -121,6 +122,7 @@ class SqliteWriter:
         except msgspec.DecodeError:
             reply = {}
         self.cpu_seconds = float(reply.get("cpu_seconds", 0.0))
+        self.timings = {k: float(reply.get(k, 0.0)) for k in ("insert_seconds", "commit_seconds", "idle_seconds")}
         status = reply.get("status", "died")
         if expect is not None and status != expect:
             message = reply.get("message") or f"the import's writer process ended with exit code {self.process.returncode}"
@@ -181,9 +183,10 @@ def child_main(argv: list[str]) -> int:
     gc.disable()  # a short-lived process that makes no reference cycles: nothing to collect
     out = sys.stdout.buffer
     started_cpu = time.process_time()
+    spent = {"insert_seconds": 0.0, "commit_seconds": 0.0, "idle_seconds": 0.0}  # wall, for the report and benchmarks
 
     def answer(status: str, message: str = "") -> None:
-        out.write(msgspec.msgpack.encode({"status": status, "message": message, "cpu_seconds": time.process_time() - started_cpu}))
+        out.write(msgspec.msgpack.encode({"status": status, "message": message, "cpu_seconds": time.process_time() - started_cpu, **spent}))
         out.flush()
 
     frames: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
@@ -196,8 +199,12 @@ def child_main(argv: list[str]) -> int:
         connection.execute(f"PRAGMA cache_size = {-cache_kib}")
         cursor = connection.cursor()
         began = False
+        clock = time.perf_counter
         while True:
+            waited = clock()
             frame = frames.get()
+            started = clock()
+            spent["idle_seconds"] += started - waited
             if frame is None:  # the parent closed the pipe without committing
                 if began:
                     connection.rollback()
@@ -208,9 +215,11 @@ def child_main(argv: list[str]) -> int:
                 began = True
             if frame == b"":
                 cursor.execute("COMMIT")
+                spent["commit_seconds"] = clock() - started
                 answer("committed")
                 return 0
             cursor.executemany(insert, decode(frame))
+            spent["insert_seconds"] += clock() - started
     except sqlite3.IntegrityError as exc:
         answer("integrity_error", str(exc))
         return 1
