@@ -101,8 +101,16 @@ class SqliteWriter:
 
     def commit(self) -> None:
         """Ask the child to commit; raise :class:`WriterFailed` if it did not."""
+        self.request_commit()
+        self.wait_commit()
+
+    def request_commit(self) -> None:
+        """Queue the commit frame; the caller may do other work before :meth:`wait_commit`."""
         self._outbox.put(COMMIT)
-        self._stop_sending()
+        self._outbox.put(None)
+
+    def wait_commit(self) -> None:
+        self._sender.join()
         self._finish(expect="committed")
 
     def abort(self) -> None:

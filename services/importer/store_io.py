@@ -119,10 +119,20 @@ class EventStream:
 
     def commit(self, events: Sequence[Any]) -> None:
         """Send the rest and commit; raises IntegrityError on a clash, nothing recorded."""
+        self.request_commit(events)
+        self.wait()
+
+    def request_commit(self, events: Sequence[Any]) -> None:
+        """Send the rest and the commit frame, without waiting for the commit."""
         self(events)
         self._send(events[self.sent:])
+        self.writer.request_commit()
+
+    def wait(self) -> None:
+        """Wait for the commit; IntegrityError on a clash, PersistenceError if the writer
+        failed otherwise (nothing is recorded in either case)."""
         try:
-            self.writer.commit()
+            self.writer.wait_commit()
         except WriterFailed as exc:
             if exc.status == "integrity_error":
                 raise IntegrityError(str(exc)) from None
