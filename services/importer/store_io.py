@@ -40,6 +40,8 @@ def existing_originators(store: LedgerStore, ids: Iterable[UUID]) -> set[UUID]:
         return set()
     recorder = store.recorder
     found: set[UUID] = set()
+    if store.max_position() == 0:
+        return found  # an empty store (a migration's first import): nothing to look up
     if store.is_postgres:
         from psycopg import sql
 
