@@ -18,7 +18,11 @@ All or nothing, whatever happens:
 Frames on the child's stdin: a 4-byte big-endian length, then a msgpack array of rows
 ``[originator_id_hex, originator_version, topic, state]``; length 0 means commit. The
 child answers once on stdout with a msgpack map: ``status`` (``committed``,
-``integrity_error``, ``error``, ``aborted``), ``message`` and its ``cpu_seconds``.
+``integrity_error``, ``error``, ``aborted``), ``message``, its ``cpu_seconds`` and the wall
+seconds it spent inserting, committing and waiting for input.
+
+The pipe is buffered at both ends: a sender thread here, a reader thread in the child,
+so that neither the checking nor the inserting waits for the other batch by batch.
 
 This file is also the child's program (``python sqlite_writer.py``): it imports only
 the standard library and msgspec, so the child is up in a few tens of milliseconds.
@@ -40,7 +44,6 @@ from typing import Any, BinaryIO
 import msgspec
 
 _LENGTH = struct.Struct(">I")
-MAX_FRAME = 1 << 31  # rows are sent in batches far below this
 COMMIT = _LENGTH.pack(0)
 
 
