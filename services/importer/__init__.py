@@ -32,7 +32,7 @@ from domain.account import AccountSnapshot
 from domain.errors import LedgerError
 from services.importer.plan import ORDER, ImportPlan, build_plan, snapshot_accounts
 from services.importer.rows import RowError, read_file
-from services.importer.store_io import EventStream, forget_cached, start_writer_process, write_events
+from services.importer.store_io import forget_cached, open_stream, write_events
 from services.ledger import ConcurrencyConflict, utc_now
 from services.persistence import LedgerStore
 
@@ -95,14 +95,13 @@ def run_import(
     unknown = set(paths) - set(ORDER)
     if unknown:
         raise ValueError(f"unknown import file kinds {sorted(unknown)}")
-    # On an SQLite file the write runs in a child process, batch by batch while rows
-    # are still being checked; it commits only once every row has passed.
-    writer = None if dry_run else start_writer_process(store)
+    # The write runs batch by batch while rows are still being checked (on SQLite in a
+    # child process, on PostgreSQL in the server); it commits only once every row has passed.
+    stream = None if dry_run else open_stream(store)
     try:
         with _gc_paused():
             files = {kind: read_file(kind, Path(paths[kind])) for kind in ORDER if kind in paths}
             progress.rows_total(sum(len(f.rows) for f in files.values()))
-            stream = EventStream(store, writer) if writer is not None else None
             plan = build_plan(store, files, actor=actor, recorded_at=clock(), correlation_id=correlation_id, progress=progress.rows_checked, sink=stream)
             report = ImportReport(rows=plan.rows, errors=plan.errors, dry_run=dry_run, correlation_id=str(correlation_id),
                                   files={kind: str(p) for kind, p in paths.items()})
@@ -129,18 +128,18 @@ def run_import(
                 report.snapshots, report.recorded = len(snapshots), True
                 report.write_seconds = time.perf_counter() - write_started
                 report.write_cpu_seconds = time.process_time() - write_cpu_started
-            elif writer is not None:
-                writer.abort()
+            elif stream is not None:
+                stream.abort()
             # Free the rows and events while the collector is still off: switched back on,
             # it would first walk every one of them (~0.35 s for 350,000 events) only to
             # find what reference counting frees anyway.
             files = plan = None
     except BaseException:
-        if writer is not None:
-            writer.kill()
+        if stream is not None:
+            stream.kill()
         raise
-    if writer is not None:
-        report.writer_cpu_seconds = writer.cpu_seconds
+    if stream is not None:
+        report.writer_cpu_seconds = stream.cpu_seconds
     report.seconds = time.perf_counter() - started
     return report
 

@@ -13,7 +13,9 @@ from the store's mapper, the same msgspec JSON a command writes.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -85,25 +87,32 @@ def write_events(store: LedgerStore, events: Sequence[Any], *, on_batch: Callabl
             cursor.execute(f"PRAGMA cache_size = {int(cache_size)}")
 
 
-#: Events per batch streamed to the writer process: small enough that the writer starts
-#: early and that little is left to insert once the last row is checked.
+#: Events per batch streamed to the writer (process or COPY): small enough that writing
+#: starts early and that little is left to write once the last row is checked.
 PIPE_BATCH = 4000
 #: The writer process's page cache: the primary-key index stays in it; table pages
 #: beyond it spill to the WAL during the load, on the writer's core, not at COMMIT.
 SQLITE_PIPE_CACHE_KIB = 64 * 1024
 
 
-def start_writer_process(store: LedgerStore) -> SqliteWriter | None:
-    """A child process holding the import's SQLite write transaction (see
-    :mod:`services.importer.sqlite_writer`); None where it cannot share the store:
-    PostgreSQL (its server already writes on its own cores, fed by COPY) and
-    in-memory SQLite databases."""
+def open_stream(store: LedgerStore) -> EventStream | PostgresCopyStream | None:
+    """Where the import's events go while later rows are still being checked:
+
+    * an SQLite file: a child process holding the SQLite write transaction (see
+      :mod:`services.importer.sqlite_writer`), so inserting runs on the second core;
+    * PostgreSQL: one ``COPY`` in one transaction, which the server ingests on its own
+      cores while rows are still being checked;
+    * an in-memory SQLite database (no other process can open it): None, the events
+      are written once all rows have passed (:func:`write_events`).
+
+    Either way nothing is committed before every row of every file has passed."""
     if store.is_postgres:
-        return None
+        return PostgresCopyStream(store)
     pool = store.recorder.datastore.pool
     if pool.is_sqlite_memory_mode:
         return None
-    return SqliteWriter(pool.db_name, store.recorder.events_table_name, float(pool.lock_timeout or 5), SQLITE_PIPE_CACHE_KIB)
+    writer = SqliteWriter(pool.db_name, store.recorder.events_table_name, float(pool.lock_timeout or 5), SQLITE_PIPE_CACHE_KIB)
+    return EventStream(store, writer)
 
 
 class EventStream:
@@ -113,6 +122,11 @@ class EventStream:
         self.writer, self.on_batch = writer, on_batch
         self.rows_of = _rows_maker(store, hex_ids=True)
         self.sent = 0
+
+    @property
+    def cpu_seconds(self) -> float:
+        """The writer process's CPU time, once it has ended."""
+        return self.writer.cpu_seconds
 
     def __call__(self, events: Sequence[Any]) -> None:
         """Send every complete batch of ``events`` not sent yet."""
@@ -140,11 +154,108 @@ class EventStream:
                 raise IntegrityError(str(exc)) from None
             raise PersistenceError(str(exc)) from None
 
+    def abort(self) -> None:
+        """Record nothing (a bad row): the writer rolls back."""
+        self.writer.abort()
+
+    def kill(self) -> None:
+        """Record nothing, at once (an exception in this process)."""
+        self.writer.kill()
+
     def _send(self, chunk: Sequence[Any]) -> None:
         if chunk:
             self.writer.send(self.rows_of(chunk))
             self.sent += len(chunk)
             self.on_batch(len(chunk))
+
+
+class _Abort(Exception):
+    """Ends the COPY transaction with a rollback."""
+
+
+class PostgresCopyStream:
+    """The plan's events into one ``COPY``, batch by batch as the planner makes them, in
+    the transaction that commits them only once every row has passed. The transaction
+    starts at the first batch, under the recorder's table lock and with its NOTIFY (as
+    :func:`write_events` does), so log followers never skip a position; other writers
+    wait for the import from then on."""
+
+    cpu_seconds = 0.0
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self.rows_of = _rows_maker(store, hex_ids=False)
+        self.sent = 0
+        self._stack: ExitStack | None = None
+        self._copy: Any = None
+
+    def _open(self) -> None:
+        from psycopg import sql
+
+        recorder = self.store.recorder
+        datastore = recorder.datastore
+        copy_sql = sql.SQL("COPY {}.{} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
+        stack = ExitStack()
+        try:
+            conn = stack.enter_context(datastore.get_connection())
+            stack.enter_context(conn.transaction())
+            cursor = stack.enter_context(conn.cursor())
+            for statement in recorder.lock_table_statements:  # serialise with other writers, as the recorder does
+                cursor.execute(statement)
+            cursor.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)))
+            self._copy = stack.enter_context(cursor.copy(copy_sql))
+            self._copy.set_types(["uuid", "int8", "text", "bytea"])
+        except BaseException:
+            stack.__exit__(*sys.exc_info())
+            raise
+        self._stack = stack
+
+    def __call__(self, events: Sequence[Any]) -> None:
+        while len(events) - self.sent >= PIPE_BATCH:
+            self._send(events[self.sent:self.sent + PIPE_BATCH])
+
+    def _send(self, chunk: Sequence[Any]) -> None:
+        if not chunk:
+            return
+        if self._stack is None:
+            self._open()
+        write_row = self._copy.write_row
+        for row in self.rows_of(chunk):
+            write_row(row)
+        self.sent += len(chunk)
+
+    def request_commit(self, events: Sequence[Any]) -> None:
+        """Send the rest, end the COPY and commit; IntegrityError on a clash (then
+        nothing is recorded)."""
+        self(events)
+        self._send(events[self.sent:])
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        try:
+            stack.close()
+        except psycopg_integrity_error() as exc:
+            raise IntegrityError(exc) from exc
+
+    def wait(self) -> None:
+        """The commit happened in :meth:`request_commit`."""
+
+    def commit(self, events: Sequence[Any]) -> None:
+        self.request_commit(events)
+
+    def abort(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.__exit__(_Abort, _Abort(), None)
+
+    kill = abort
+
+
+def psycopg_integrity_error() -> type[Exception]:
+    import psycopg
+
+    return psycopg.errors.IntegrityError
 
 
 def _rows_maker(store: LedgerStore, *, hex_ids: bool) -> Callable[[Sequence[Any]], list[tuple[Any, ...]]]:
