@@ -8,11 +8,12 @@ Otherwise all events are written in one transaction (see
 :mod:`services.importer.store_io`), then accounts that crossed the snapshot interval
 get a snapshot, as :class:`~services.ledger.LedgerService` does after a command.
 
-On an SQLite file that transaction is held by a writer process
-(:mod:`services.importer.sqlite_writer`) fed batch by batch while the rows are still
-being checked, and committed only once the last row has passed: checking and writing
-then run on two cores, and a bad row, a dead writer or a killed import still records
-nothing.
+The write runs while the rows are still being checked, batch by batch, and commits only
+once the last row has passed (:func:`services.importer.store_io.open_stream`): on an
+SQLite file the transaction is held by a writer process
+(:mod:`services.importer.sqlite_writer`), on PostgreSQL it is one ``COPY`` the server
+ingests. Checking and writing then run on two cores, and a bad row, a dead writer or a
+killed import still records nothing.
 """
 
 from __future__ import annotations
