@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -188,6 +188,7 @@ class PostgresCopyStream:
         self.sent = 0
         self._stack: ExitStack | None = None
         self._copy: Any = None
+        self._failed: BaseException | None = None
 
     def _open(self) -> None:
         from psycopg import sql
@@ -216,27 +217,41 @@ class PostgresCopyStream:
             self._send(events[self.sent:self.sent + PIPE_BATCH])
 
     def _send(self, chunk: Sequence[Any]) -> None:
-        if not chunk:
+        if not chunk or self._failed is not None:
             return
-        if self._stack is None:
-            self._open()
-        write_row = self._copy.write_row
-        for row in self.rows_of(chunk):
-            write_row(row)
+        import psycopg
+
+        try:
+            if self._stack is None:
+                self._open()
+            write_row = self._copy.write_row
+            for row in self.rows_of(chunk):
+                write_row(row)
+        except (psycopg.Error, PersistenceError) as exc:
+            # The server may end the COPY early (a clash with a concurrent writer):
+            # roll back now, and say so at the commit, as the SQLite writer does.
+            self._failed = exc
+            with suppress(Exception):  # whatever happens here, nothing was committed
+                self.abort()
+            return
         self.sent += len(chunk)
 
     def request_commit(self, events: Sequence[Any]) -> None:
-        """Send the rest, end the COPY and commit; IntegrityError on a clash (then
-        nothing is recorded)."""
+        """Send the rest, end the COPY and commit; IntegrityError on a clash, another
+        PersistenceError if the write failed otherwise (then nothing is recorded)."""
         self(events)
         self._send(events[self.sent:])
+        if self._failed is not None:
+            raise _persistence_error(self._failed)
         stack, self._stack = self._stack, None
         if stack is None:
             return
         try:
             stack.close()
-        except psycopg_integrity_error() as exc:
-            raise IntegrityError(exc) from exc
+        except PersistenceError:
+            raise
+        except Exception as exc:
+            raise _persistence_error(exc) from exc
 
     def wait(self) -> None:
         """The commit happened in :meth:`request_commit`."""
@@ -252,10 +267,15 @@ class PostgresCopyStream:
     kill = abort
 
 
-def psycopg_integrity_error() -> type[Exception]:
+def _persistence_error(exc: BaseException) -> PersistenceError:
+    """psycopg's errors as the library's (the recorder's datastore maps them the same way)."""
     import psycopg
 
-    return psycopg.errors.IntegrityError
+    if isinstance(exc, PersistenceError):
+        return exc
+    if isinstance(exc, psycopg.errors.IntegrityError):
+        return IntegrityError(str(exc))
+    return PersistenceError(f"{type(exc).__name__}: {exc}")
 
 
 def _rows_maker(store: LedgerStore, *, hex_ids: bool) -> Callable[[Sequence[Any]], list[tuple[Any, ...]]]:
