@@ -256,6 +256,19 @@ class CustomerAccount:
         description: str = "",
         sales_order_id: str | None = None,
     ) -> ev.InvoiceIssued:
+        schedule = self.check_invoice(invoice_number, currency, amount_minor, issue_date, due_date, installments)
+        return self._record(
+            ctx, ev.InvoiceIssued, invoice_number=invoice_number, currency=currency, amount_minor=amount_minor,
+            issue_date=issue_date, due_date=schedule[-1].due_date, installments=schedule,
+            description=description, sales_order_id=sales_order_id,
+        )
+
+    def check_invoice(
+        self, invoice_number: str, currency: str, amount_minor: int, issue_date: date, due_date: date | None,
+        installments: list[tuple[date, int]] | None,
+    ) -> tuple[ev.Installment, ...]:
+        """Every rule of :meth:`issue_invoice`; returns the schedule to record. The bulk
+        import calls the ``check_*`` methods and builds the events itself."""
         _text(invoice_number, "invoice_number", max_len=64)
         if invoice_number in self.state.invoices:
             raise AlreadyExists("invoice_number", invoice_number, "invoice")
@@ -265,16 +278,11 @@ class CustomerAccount:
             schedule = self._schedule(issue_date, amount_minor, installments)
             if due_date is not None and due_date != schedule[-1].due_date:
                 raise RuleViolation("due_date", "matches_schedule", "must equal the last installment's due date (or be omitted)")
-        else:
-            due = due_date if due_date is not None else issue_date + timedelta(days=self.state.payment_terms_days)
-            if due < issue_date:
-                raise RuleViolation("due_date", "not_before_issue_date", f"{due} is before the issue date {issue_date}")
-            schedule = (ev.Installment(number=1, due_date=due, amount_minor=amount_minor),)
-        return self._record(
-            ctx, ev.InvoiceIssued, invoice_number=invoice_number, currency=currency, amount_minor=amount_minor,
-            issue_date=issue_date, due_date=schedule[-1].due_date, installments=schedule,
-            description=description, sales_order_id=sales_order_id,
-        )
+            return schedule
+        due = due_date if due_date is not None else issue_date + timedelta(days=self.state.payment_terms_days)
+        if due < issue_date:
+            raise RuleViolation("due_date", "not_before_issue_date", f"{due} is before the issue date {issue_date}")
+        return (ev.Installment(number=1, due_date=due, amount_minor=amount_minor),)
 
     @staticmethod
     def _schedule(issue_date: date, amount_minor: int, installments: list[tuple[date, int]]) -> tuple[ev.Installment, ...]:
@@ -311,24 +319,30 @@ class CustomerAccount:
         invoice_number: str | None = None,
         reason: str = "",
     ) -> ev.CreditNoteIssued:
+        applied = self.check_credit_note(credit_note_number, currency, amount_minor, issue_date, invoice_number)
+        return self._record(
+            ctx, ev.CreditNoteIssued, credit_note_number=credit_note_number, currency=currency, amount_minor=amount_minor,
+            issue_date=issue_date, invoice_number=invoice_number, applied=applied, reason=reason,
+        )
+
+    def check_credit_note(
+        self, credit_note_number: str, currency: str, amount_minor: int, issue_date: date, invoice_number: str | None,
+    ) -> tuple[ev.AllocationLine, ...]:
+        """Every rule of :meth:`issue_credit_note`; returns the installments it reduces."""
         _text(credit_note_number, "credit_note_number", max_len=64)
         if credit_note_number in self.state.credit_notes:
             raise AlreadyExists("credit_note_number", credit_note_number, "credit note")
         check_currency(currency)
         check_positive_amount(amount_minor)
-        applied: tuple[ev.AllocationLine, ...] = ()
-        if invoice_number is not None:
-            invoice = self.invoice(invoice_number)
-            _same_currency(invoice.currency, currency, "currency", "invoice")
-            if issue_date < invoice.issue_date:
-                raise RuleViolation("issue_date", "not_before_invoice", f"{issue_date} is before the invoice's issue date {invoice.issue_date}")
-            if amount_minor > invoice.open_minor:
-                raise RuleViolation("amount_minor", "not_above_open_amount", f"{amount_minor} exceeds the invoice's open amount {invoice.open_minor}")
-            applied = tuple(spread_oldest_first(invoice.installments, amount_minor, invoice_number))
-        return self._record(
-            ctx, ev.CreditNoteIssued, credit_note_number=credit_note_number, currency=currency, amount_minor=amount_minor,
-            issue_date=issue_date, invoice_number=invoice_number, applied=applied, reason=reason,
-        )
+        if invoice_number is None:
+            return ()
+        invoice = self.invoice(invoice_number)
+        _same_currency(invoice.currency, currency, "currency", "invoice")
+        if issue_date < invoice.issue_date:
+            raise RuleViolation("issue_date", "not_before_invoice", f"{issue_date} is before the invoice's issue date {invoice.issue_date}")
+        if amount_minor > invoice.open_minor:
+            raise RuleViolation("amount_minor", "not_above_open_amount", f"{amount_minor} exceeds the invoice's open amount {invoice.open_minor}")
+        return tuple(spread_oldest_first(invoice.installments, amount_minor, invoice_number))
 
     # ---- cash -----------------------------------------------------------------------
 
@@ -341,15 +355,19 @@ class CustomerAccount:
     def receive_payment(
         self, ctx: CommandContext, *, payment_id: str, currency: str, amount_minor: int, value_date: date, method: str = "", reference: str = ""
     ) -> ev.PaymentReceived:
+        self.check_payment(payment_id, currency, amount_minor)
+        return self._record(
+            ctx, ev.PaymentReceived, payment_id=payment_id, currency=currency, amount_minor=amount_minor,
+            value_date=value_date, method=method, reference=reference,
+        )
+
+    def check_payment(self, payment_id: str, currency: str, amount_minor: int) -> None:
+        """Every rule of :meth:`receive_payment`."""
         _text(payment_id, "payment_id", max_len=64)
         if payment_id in self.state.payments:
             raise AlreadyExists("payment_id", payment_id, "payment")
         check_currency(currency)
         check_positive_amount(amount_minor)
-        return self._record(
-            ctx, ev.PaymentReceived, payment_id=payment_id, currency=currency, amount_minor=amount_minor,
-            value_date=value_date, method=method, reference=reference,
-        )
 
     def allocate_payment(
         self,
@@ -362,6 +380,19 @@ class CustomerAccount:
     ) -> list[ev.PaymentAllocated]:
         """Apply cash to an installment, an invoice (oldest installment first) or, when the
         payer named nothing, to the account's oldest-due undisputed items first."""
+        payment, lines = self.allocation_lines(payment_id, invoice_number, installment, amount_minor)
+        return [
+            self._record(
+                ctx, ev.PaymentAllocated, payment_id=payment_id, invoice_number=line.invoice_number, installment=line.installment,
+                currency=payment.currency, amount_minor=line.amount_minor, value_date=payment.value_date,
+            )
+            for line in lines
+        ]
+
+    def allocation_lines(
+        self, payment_id: str, invoice_number: str | None = None, installment: int | None = None, amount_minor: int | None = None,
+    ) -> tuple[PaymentState, list[ev.AllocationLine]]:
+        """Every rule of :meth:`allocate_payment`; returns the payment and the lines to record."""
         payment = self.payment(payment_id)
         if payment.reversed:
             raise RuleViolation("payment_id", "not_reversed", f"payment {payment_id!r} was reversed")
@@ -395,13 +426,7 @@ class CustomerAccount:
             lines = self._oldest_due_first(payment.currency, amount_minor if amount_minor is not None else available)
             if not lines:
                 raise RuleViolation("invoice_number", "open_items_exist", f"no open undisputed {payment.currency} invoice to allocate to")
-        return [
-            self._record(
-                ctx, ev.PaymentAllocated, payment_id=payment_id, invoice_number=line.invoice_number, installment=line.installment,
-                currency=payment.currency, amount_minor=line.amount_minor, value_date=payment.value_date,
-            )
-            for line in lines
-        ]
+        return payment, lines
 
     def _oldest_due_first(self, currency: str, amount: int) -> list[ev.AllocationLine]:
         items = [
@@ -609,6 +634,11 @@ _APPLIERS: dict[type[ev.Event], Callable[[AccountState, Any], None]] = {
     ev.WriteOffRejected: _write_off_rejected,
     ev.WrittenOffAmountRecovered: _recovered,
 }
+
+
+#: The ledger's own appliers, before other contexts chain theirs: all the bulk import
+#: keeps up to date while it checks rows (its snapshots replay the full chain).
+LEDGER_APPLIERS: dict[type[ev.Event], Callable[[AccountState, Any], None]] = dict(_APPLIERS)
 
 
 def register_applier(event_type: type[ev.Event], applier: Callable[[AccountState, Any], None]) -> None:

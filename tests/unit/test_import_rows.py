@@ -90,6 +90,19 @@ def test_header_must_name_known_columns(tmp_path):
 def test_fast_uuid5_equals_the_standard_library(namespace, name):
     fast, standard = uuid5(namespace, name), uuid.uuid5(namespace, name)
     assert fast == standard and str(fast) == str(standard) and hash(fast) == hash(standard) and fast.version == 5
+    assert fast.is_safe == standard.is_safe
+
+
+@given(st.uuids(), st.integers(min_value=0, max_value=10**7), st.text(max_size=40))
+def test_fast_ids_equal_the_standard_library(originator_id, version, reference):
+    """Ids are stored: the fast paths must give exactly the uuid5 values they always had."""
+    from domain.registry import NAMESPACE, account_id, event_id, event_id_of, reference_id
+
+    standard = uuid.uuid5(originator_id, str(version))
+    assert event_id(originator_id, version) == standard == event_id_of(originator_id.bytes, version)
+    assert str(event_id(originator_id, version)) == str(standard) and event_id(originator_id, version).is_safe == standard.is_safe
+    assert account_id(reference) == uuid.uuid5(NAMESPACE, f"customer:{reference}")
+    assert reference_id("invoice", reference) == uuid.uuid5(NAMESPACE, f"invoice:{reference}")
 
 
 @given(st.decimals(min_value=0, max_value=10**12, allow_nan=False, allow_infinity=False),
