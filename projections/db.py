@@ -96,6 +96,11 @@ class ViewDatabase:
             else:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
+                # Builds with SQLITE_SECURE_DELETE (Debian's, for one) zero every page a
+                # DROP or DELETE frees: dropping 2 GB of old views on a version change
+                # took 42 s. Views are derived from the events kept in the store, so FAST
+                # (no extra I/O) loses nothing; this connection never deletes events.
+                self.conn.execute("PRAGMA secure_delete=FAST")
             # views are rebuilt in big batches: a larger page cache (64 MB) keeps the
             # b-trees being filled in memory (temporary sort files stay on disk, so
             # building an index over millions of rows does not grow the process)

@@ -305,11 +305,8 @@ def _swap(db: ViewDatabase, jobs: Sequence[GroupJob], results: Sequence[GroupRes
     aliases = [f"rebuild_{i}" for i in range(len(jobs))]
     for alias, job in zip(aliases, jobs, strict=True):
         db.conn.execute("ATTACH DATABASE ? AS " + alias, (job.scratch_path,))
-    # Builds with SQLITE_SECURE_DELETE (Debian's, for one) zero every page a DROP frees:
-    # as many bytes written again as the old views hold. They are derived from the
-    # events kept in this very file, so FAST (no extra I/O) loses nothing.
-    secure_delete = db.conn.execute("PRAGMA main.secure_delete").fetchone()[0]
-    db.conn.execute("PRAGMA main.secure_delete = FAST")
+    # The view connection runs with secure_delete=FAST (ViewDatabase): the DROPs below
+    # free the old views' pages without writing them again.
     try:
         # Deferred BEGIN, first statement a write to main: the write lock on main is taken
         # at once (waiting for other writers as usual), and the attached scratch files,
@@ -337,7 +334,6 @@ def _swap(db: ViewDatabase, jobs: Sequence[GroupJob], results: Sequence[GroupRes
                     phases["copy"] += time.perf_counter() - copying
             committing = time.perf_counter()
     finally:
-        db.conn.execute(f"PRAGMA main.secure_delete = {int(secure_delete)}")
         for alias in aliases:
             db.conn.execute("DETACH DATABASE " + alias)
     # The commit's checkpoint copied the new views into the database file; give back the
