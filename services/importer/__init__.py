@@ -96,6 +96,7 @@ def run_import(
     dry_run: bool = False, progress: ImportProgress | None = None,
 ) -> ImportReport:
     """Import the given files (keys: customers, invoices, credit_notes, payments)."""
+    shown = progress is not None
     progress = progress or ImportProgress()
     started = time.perf_counter()
     correlation_id = uuid.uuid4()
@@ -111,7 +112,8 @@ def run_import(
             # inserts the first rows' events while the rest is still being parsed.
             sources = {kind: read_chunks(kind, Path(paths[kind]), READ_CHUNK_ROWS) for kind in ORDER if kind in paths}
             files: list[ParsedFile] | None = []  # kept (and freed below) as the plan's events are
-            progress.rows_total(sum(_data_lines(Path(p)) for p in paths.values()))  # corrected once every row is read
+            if shown:  # an estimate, corrected once every row is read
+                progress.rows_total(sum(_data_lines(Path(p)) for p in paths.values()))
             plan = build_plan(store, sources, actor=actor, recorded_at=clock(), correlation_id=correlation_id, progress=progress.rows_checked,
                               sink=stream, on_read=files.append)
             progress.rows_total(sum(len(f.rows) for f in files))
