@@ -30,7 +30,10 @@ class RichProgress(ImportProgress):
         self.events: TaskID | None = None
 
     def rows_total(self, total: int) -> None:
-        self.rows = self.progress.add_task("rows checked", total=total)
+        if self.rows is None:
+            self.rows = self.progress.add_task("rows checked", total=total)
+        else:  # the estimate corrected, every row read
+            self.progress.update(self.rows, total=total)
 
     def rows_checked(self, n: int) -> None:
         if self.rows is not None:

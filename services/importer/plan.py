@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import uuid
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -89,22 +89,29 @@ class _Planner:
         self.taken: set[int] = set()  # account and reference ids already in the store
         self.claimed: set[int] = set()  # reference ids claimed by earlier rows of this import
         self.row_ids: dict[str, list[UUID]] = {}  # kind -> per row: the account (customers) or reference id it creates
+        self.new_customers: set[str] = set()  # created by this import's customers file (not in the store)
         self.id_bytes: dict[str, bytes] = {}  # customer id -> its account id's 16 bytes, for event ids
         self.appliers = LEDGER_APPLIERS
         self.templates = {cls: cls(**{**dict.fromkeys(cls.__struct_fields__), **self.ctx_fields}) for cls in TEMPLATED}
 
-    def look_up_store(self, files: dict[str, ParsedFile]) -> None:
-        if "customers" in files:
-            self.row_ids["customers"] = [account_id(r.command.customer_id) for r in files["customers"].rows]
-        for kind, (registry, attr) in CLAIMS.items():
-            if kind in files:
-                self.row_ids[kind] = [reference_id(registry, getattr(r.command, attr)) for r in files[kind].rows]
-        self.taken = {u.int for u in existing_originators(self.store, (i for ids in self.row_ids.values() for i in ids))}
-        # Accounts to load: referenced by invoices/credit notes/payments and not new in this
-        # import (a customer row for an existing customer is refused, but the rows that
-        # refer to it are still checked against the stored account).
-        new = {r.command.customer_id for r, aid in zip(files["customers"].rows, self.row_ids["customers"]) if aid.int not in self.taken} if "customers" in files else set()
-        referenced = {r.command.customer_id for kind in CLAIMS if kind in files for r in files[kind].rows} - new
+    def look_up_store(self, parsed: ParsedFile) -> None:
+        """What the store holds for one file's rows, before they are run: which of the
+        accounts or references they create already exist (one bulk query), and the
+        stored accounts they refer to that no earlier file created or loaded."""
+        kind, rows = parsed.kind, parsed.rows
+        if kind == "customers":
+            ids = self.row_ids[kind] = [account_id(r.command.customer_id) for r in rows]
+        else:
+            registry, attr = CLAIMS[kind]
+            ids = self.row_ids[kind] = [reference_id(registry, getattr(r.command, attr)) for r in rows]
+        self.taken.update(u.int for u in existing_originators(self.store, ids))
+        if kind == "customers":
+            # Customers this import creates: never in the store, not worth a query each.
+            self.new_customers.update(r.command.customer_id for r, aid in zip(rows, ids) if aid.int not in self.taken)
+            return
+        # A customer row for an existing customer is refused, but the rows that refer to
+        # it are still checked against the stored account.
+        referenced = {r.command.customer_id for r in rows} - self.new_customers - self.plan.accounts.keys()
         for customer_id in sorted(referenced):
             try:
                 account = self.store.repository.get(account_id(customer_id), projector_func=project_account)
@@ -236,24 +243,33 @@ class _Planner:
 
 
 def build_plan(
-    store: LedgerStore, files: dict[str, ParsedFile], *, actor: str, recorded_at: datetime, correlation_id: UUID,
-    progress: Progress = lambda n: None, sink: EventSink | None = None,
+    store: LedgerStore, files: Mapping[str, ParsedFile | Iterable[ParsedFile]], *, actor: str, recorded_at: datetime,
+    correlation_id: UUID, progress: Progress = lambda n: None, sink: EventSink | None = None,
+    on_read: Callable[[ParsedFile], None] = lambda parsed: None,
 ) -> ImportPlan:
-    """Check every row of every file and build the events; ``plan.errors`` lists bad rows."""
+    """Check every row of every file and build the events; ``plan.errors`` lists bad rows.
+
+    Files are planned one after the other in :data:`ORDER`, each given whole or as
+    consecutive pieces (:func:`~services.importer.rows.read_chunks`) that are parsed
+    only when their turn comes (then ``on_read`` is told): an import's writer inserts
+    the events of the first rows while later ones are still being parsed, instead of
+    waiting for every file to be read before the first event is built."""
     planner = _Planner(store, actor, recorded_at, correlation_id, progress, sink)
-    for parsed in files.values():
-        planner.plan.errors += parsed.errors
-        planner.plan.rows[parsed.kind] = parsed.total_rows
-    planner.look_up_store(files)
+    names: dict[str, str] = {}
     for kind in ORDER:
-        if kind in files:
-            planner.run(files[kind])
-    planner.plan.errors.sort(key=lambda e: (ORDER.index(_kind_of(files, e.file)), e.line))
+        if kind not in files:
+            continue
+        source = files[kind]
+        planner.plan.rows[kind] = 0
+        for parsed in [source] if isinstance(source, ParsedFile) else source:
+            names.setdefault(parsed.name, kind)
+            on_read(parsed)
+            planner.plan.errors += parsed.errors
+            planner.plan.rows[kind] += parsed.total_rows
+            planner.look_up_store(parsed)
+            planner.run(parsed)
+    planner.plan.errors.sort(key=lambda e: (ORDER.index(names.get(e.file, ORDER[0])), e.line))
     return planner.plan
-
-
-def _kind_of(files: dict[str, ParsedFile], name: str) -> str:
-    return next((kind for kind, parsed in files.items() if parsed.name == name), ORDER[0])
 
 
 def snapshot_accounts(plan: ImportPlan, interval: int) -> list[AccountSnapshot]:

@@ -152,24 +152,43 @@ def parse_row(spec: Spec, raw: dict[str, str], line: int) -> ParsedRow:
 def read_file(kind: str, path: Path) -> ParsedFile:
     """Parse every row of one CSV file, collecting every bad row (not only the first).
     A file that is not UTF-8 or not CSV at some line is reported there and read no further."""
-    parsed = ParsedFile(kind=kind, name=path.name)
+    return next(read_chunks(kind, path))
+
+
+def read_chunks(kind: str, path: Path, size: int | None = None) -> Iterator[ParsedFile]:
+    """:func:`read_file` in consecutive pieces of ``size`` rows (the whole file when
+    None), each read only when asked for: an import checks, and its writer inserts,
+    the first rows of a file while the rest is still to be parsed. Header errors and a
+    file that stops being UTF-8 or CSV are reported in the piece where they are found,
+    which is then the last."""
+    spec, name = SPECS[kind], path.name
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        try:
-            _read_rows(SPECS[kind], reader, parsed)
-        except UnicodeDecodeError as exc:
-            parsed.errors.append(RowError(parsed.name, reader.line_num + 1, "*", "utf8", f"the file is not UTF-8 text ({exc.reason})"))
-        except csv.Error as exc:
-            parsed.errors.append(RowError(parsed.name, reader.line_num, "*", "csv", str(exc)))
-    return parsed
+        header: list[str] | None = None
+        more = True
+        while more:
+            parsed = ParsedFile(kind=kind, name=name)
+            try:
+                if header is None:
+                    header = [h.strip() for h in next(reader, [])]
+                    bad_header = _check_header(spec, header, name)
+                    if bad_header:
+                        parsed.errors.extend(bad_header)
+                        more = False
+                if more:
+                    more = _read_rows(spec, header, reader, parsed, size)
+            except UnicodeDecodeError as exc:
+                parsed.errors.append(RowError(name, reader.line_num + 1, "*", "utf8", f"the file is not UTF-8 text ({exc.reason})"))
+                more = False
+            except csv.Error as exc:
+                parsed.errors.append(RowError(name, reader.line_num, "*", "csv", str(exc)))
+                more = False
+            yield parsed
 
 
-def _read_rows(spec: Spec, reader: Any, parsed: ParsedFile) -> None:
-    header = [h.strip() for h in next(reader, [])]
-    bad_header = _check_header(spec, header, parsed.name)
-    if bad_header:
-        parsed.errors.extend(bad_header)
-        return
+def _read_rows(spec: Spec, header: list[str], reader: Any, parsed: ParsedFile, size: int | None) -> bool:
+    """Parse rows into ``parsed`` until ``size`` rows were counted (True: there may be
+    more) or the file ends (False)."""
     line, width, name = reader.line_num, len(header), parsed.name
     keep, report = parsed.rows.append, parsed.errors.append
     counted = 0
@@ -181,11 +200,14 @@ def _read_rows(spec: Spec, reader: Any, parsed: ParsedFile) -> None:
             counted += 1
             if len(cells) != width:
                 report(RowError(name, start, "*", "column_count", f"{len(cells)} cells, the header has {width}"))
-                continue
-            try:
-                keep(parse_row(spec, {column: cell for column, cell in zip(header, cells) if cell}, start))
-            except RuleViolation as exc:
-                report(RowError(name, start, exc.field, exc.rule, exc.message))
+            else:
+                try:
+                    keep(parse_row(spec, {column: cell for column, cell in zip(header, cells) if cell}, start))
+                except RuleViolation as exc:
+                    report(RowError(name, start, exc.field, exc.rule, exc.message))
+            if counted == size:
+                return True
+        return False
     finally:  # also when the file turns out not to be UTF-8 or CSV at some line
         parsed.total_rows += counted
 

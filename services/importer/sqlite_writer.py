@@ -95,6 +95,8 @@ class SqliteWriter:
                 continue
             try:
                 self._stdin.write(frame)
+                if frame is COMMIT:  # a 4-byte frame stays in the pipe's write buffer: the child would wait for it until close()
+                    self._stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
                 self.broken = True
 
@@ -108,9 +110,15 @@ class SqliteWriter:
         self.wait_commit()
 
     def request_commit(self) -> None:
-        """Queue the commit frame; the caller may do other work before :meth:`wait_commit`."""
+        """Send the commit frame; the caller may do other work before :meth:`wait_commit`.
+
+        Returns once the sender thread has handed every frame to the pipe: the caller's
+        next work (freeing the plan: one statement, hundreds of thousands of objects)
+        holds the GIL throughout, and would otherwise keep the last frames, and so the
+        child's COMMIT, waiting."""
         self._outbox.put(COMMIT)
         self._outbox.put(None)
+        self._sender.join()
 
     def wait_commit(self) -> None:
         self._sender.join()

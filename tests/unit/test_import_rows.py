@@ -127,3 +127,30 @@ def test_a_file_that_is_not_utf8_is_reported_not_crashed_on(tmp_path):
     path.write_bytes("customer_id,name,currency\nC1,Müller GmbH,EUR\n".encode("latin-1"))
     errors = read_file("customers", path).errors
     assert [(e.column, e.rule) for e in errors] == [("*", "utf8")]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 100])
+def test_pieces_of_a_file_hold_what_the_whole_file_does(tmp_path, size):
+    """The import parses files piece by piece: the same rows, errors, lines and counts."""
+    from services.importer.rows import read_chunks
+
+    path = tmp_path / "invoices.csv"
+    path.write_text(
+        "customer_id,invoice_number,currency,amount,issue_date\n"
+        "C1,INV-1,EUR,55.94,2026-01-15\n"
+        "C1,INV-2,EUR,55.945,2026-01-15\n"
+        "\n"
+        "C1,INV-3,EUR,1.00\n"
+        "C1,INV-4,EUR,1.00,2026-01-16\n"
+        'C1,"INV-5\nB",EUR,2.00,2026-01-17\n'
+        'C1,INV-6,EUR,3.00,2026-01-18\n'
+        'C1,"INV-7"x,EUR,3.00,2026-01-18\n'
+    )
+    whole = read_file("invoices", path)
+    pieces = list(read_chunks("invoices", path, size))
+    assert [(r.line, r.command) for p in pieces for r in p.rows] == [(r.line, r.command) for r in whole.rows]
+    assert [e for p in pieces for e in p.errors] == whole.errors
+    assert sum(p.total_rows for p in pieces) == whole.total_rows == 7
+    assert all(len(p.rows) + len(p.errors) <= size for p in pieces[:-1])
+    assert [(e.line, e.rule) for e in whole.errors] == [(3, "minor_unit_precision"), (5, "column_count"), (7, "type")]
+    assert [r.line for r in whole.rows] == [2, 6, 9, 10]
