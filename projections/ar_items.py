@@ -137,6 +137,7 @@ _INSERT_INSTALLMENTS = (
     "INSERT INTO ar_installments (invoice_number, installment, customer_id, currency, issue_date, due_date,"
     " amount_minor, open_minor, position, recorded_at) VALUES"
 )
+_INSTALLMENT_WIDTH, _MOVEMENT_WIDTH = 10, 11  # values a row in the flat lists of ``_Batch``
 _UPSERT_CUSTOMER = (
     "INSERT INTO ar_customers (customer_id, name, currency, payment_terms_days, region, industry, salesperson, country,"
     " position, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -151,8 +152,12 @@ class _Batch:
     """Rows of one batch, collected in memory and written with a few bulk statements per table."""
 
     def __init__(self, grid: dict[tuple[str, str, str, str], int] | None = None) -> None:
-        self.movements: list[tuple[Any, ...]] = []
-        self.installments: list[tuple[Any, ...]] = []
+        # The two big tables' rows are kept flat, one value after another (``_MOVEMENT_WIDTH``
+        # and ``_INSTALLMENT_WIDTH`` values a row), as the multi-row INSERT binds them: no
+        # tuple per row built here and taken apart again (a rebuild writes millions).
+        self.movements: list[Any] = []
+        self.installments: list[Any] = []
+        self._last_position, self._seq = -1, 0  # numbering of ``move``'s rows
         self.disputes: list[tuple[Any, ...]] = []
         self.promises: list[tuple[Any, ...]] = []
         self.customers: dict[str, list[Any]] = {}
@@ -168,10 +173,11 @@ class _Batch:
     def move(self, env: Envelope, e: Any, kind: str, day: date | str, amount: int, document: str,
              invoice: str | None = None, installment: int | None = None, due: str = "") -> None:
         # seq numbers the movements of one event, so rows never depend on batch boundaries
-        last = self.movements[-1] if self.movements else None
-        seq = last[1] + 1 if last is not None and last[0] == env.position else 0
+        # (an event's rows come all from ``move`` or all from one inline handler)
+        seq = self._seq + 1 if self._last_position == env.position else 0
+        self._last_position, self._seq = env.position, seq
         effective = _day(day)
-        self.movements.append((
+        self.movements.extend((
             env.position, seq, _iso(e.recorded_at), e.customer_id, e.currency, invoice, installment,
             kind, effective, amount, document,
         ))
@@ -194,7 +200,7 @@ class _Batch:
             due_dates.update(((inv, int(inst)), due) for inv, inst, due in rows)
         for currency, kind, inv, inst, effective, amount in self.unplaced:
             i = fresh.get((inv, inst))
-            grid[(currency, kind, due_dates[(inv, inst)] if i is None else installments[i][5], effective)] += amount
+            grid[(currency, kind, due_dates[(inv, inst)] if i is None else installments[i + 5], effective)] += amount
 
     def customer_version(self, row: list[Any]) -> None:
         self.customer_versions.append((row[0], row[8], row[9], row[2], row[4], row[5], row[6]))
@@ -268,8 +274,8 @@ def _invoice(b: _Batch, env: Envelope, e: ev.InvoiceIssued) -> None:
     for inst in e.installments:
         n, due, amount = inst.number, _day(inst.due_date), inst.amount_minor
         fresh[(number, n)] = len(installments)
-        installments.append((number, n, customer, currency, issued, due, amount, amount, position, recorded))
-        movements.append((position, seq, recorded, customer, currency, number, n, "invoiced", issued, amount, number))
+        installments.extend((number, n, customer, currency, issued, due, amount, amount, position, recorded))
+        movements.extend((position, seq, recorded, customer, currency, number, n, "invoiced", issued, amount, number))
         grid[(currency, "invoiced", due, issued)] += amount
         seq += 1
 
@@ -283,7 +289,7 @@ def _credit_note(b: _Batch, env: Envelope, e: ev.CreditNoteIssued) -> None:
 
 def _payment_received(b: _Batch, env: Envelope, e: ev.PaymentReceived) -> None:
     day = _day(e.value_date)
-    b.movements.append((env.position, 0, _iso(e.recorded_at), e.customer_id, e.currency, None, None, "cash_received", day,
+    b.movements.extend((env.position, 0, _iso(e.recorded_at), e.customer_id, e.currency, None, None, "cash_received", day,
                         e.amount_minor, e.payment_id))
     b.grid[(e.currency, "cash_received", "", day)] += e.amount_minor
 
@@ -291,8 +297,8 @@ def _payment_received(b: _Batch, env: Envelope, e: ev.PaymentReceived) -> None:
 def _payment_allocated(b: _Batch, env: Envelope, e: ev.PaymentAllocated) -> None:
     position, recorded, customer, currency, day, amount = env.position, _iso(e.recorded_at), e.customer_id, e.currency, _day(e.value_date), -e.amount_minor
     invoice, installment = e.invoice_number, e.installment
-    b.movements.append((position, 0, recorded, customer, currency, invoice, installment, "allocated", day, amount, e.payment_id))
-    b.movements.append((position, 1, recorded, customer, currency, None, None, "cash_allocated", day, amount, e.payment_id))
+    b.movements.extend((position, 0, recorded, customer, currency, invoice, installment, "allocated", day, amount, e.payment_id,
+                        position, 1, recorded, customer, currency, None, None, "cash_allocated", day, amount, e.payment_id))
     b.open_deltas[(invoice, installment)] += amount
     b.unplaced.append((currency, "allocated", invoice, installment, day, amount))
     b.grid[(currency, "cash_allocated", "", day)] += amount
@@ -426,13 +432,10 @@ class ArItemsProjection(Projection):
         if deltas and installments:  # payments of invoices issued in this very batch: open amount set on insert
             fresh = rows.fresh
             for key in [key for key in deltas if key in fresh]:
-                delta, i = deltas.pop(key), fresh[key]
-                if delta:
-                    row = installments[i]
-                    installments[i] = (*row[:7], row[7] + delta, *row[8:])
+                installments[fresh[key] + 7] += deltas.pop(key)  # open_minor
         tx.executemany(_UPSERT_CUSTOMER, list(map(tuple, rows.customers.values())))
-        tx.insert_many(_INSERT_INSTALLMENTS, installments)
-        tx.insert_many(_INSERT_MOVEMENTS, rows.movements)
+        tx.insert_flat(_INSERT_INSTALLMENTS, installments, _INSTALLMENT_WIDTH)
+        tx.insert_flat(_INSERT_MOVEMENTS, rows.movements, _MOVEMENT_WIDTH)
         tx.insert_many(
             "INSERT INTO ar_customer_versions (customer_id, position, recorded_at, currency, region, industry, salesperson)"
             " VALUES", rows.customer_versions,
