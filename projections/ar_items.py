@@ -184,13 +184,25 @@ class _Batch:
         if installment is None or kind == "invoiced":
             self.grid[(e.currency, kind, due, effective)] += amount
         else:
-            self.open_deltas[(invoice, installment)] += amount  # type: ignore[index]
-            self.unplaced.append((e.currency, kind, invoice, installment, effective, amount))  # type: ignore[arg-type]
+            self.item_moved(e.currency, kind, invoice, installment, effective, amount)  # type: ignore[arg-type]
+
+    def item_moved(self, currency: str, kind: str, invoice: str, installment: int, effective: str, amount: int) -> None:
+        """An installment's open amount changes. Issued in this batch: its row and due date
+        are at hand. Otherwise: an UPDATE of its row, and its due date read by :meth:`place`.
+        (``_payment_allocated`` inlines this: a rebuild allocates millions of times.)"""
+        i = self.fresh.get((invoice, installment))
+        if i is None:
+            self.open_deltas[(invoice, installment)] += amount
+            self.unplaced.append((currency, kind, invoice, installment, effective, amount))
+        else:
+            installments = self.installments
+            installments[i + 7] += amount  # open_minor
+            self.grid[(currency, kind, installments[i + 5], effective)] += amount
 
     def place(self, tx: Tx) -> None:
         """Add the unplaced item movements to the grid under their installment's due date."""
-        fresh, installments, due_dates, grid = self.fresh, self.installments, self.due_dates, self.grid
-        missing = sorted({inv for _, _, inv, inst, _, _ in self.unplaced if (inv, inst) not in fresh})
+        due_dates, grid = self.due_dates, self.grid
+        missing = sorted({inv for _, _, inv, _, _, _ in self.unplaced})
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
             rows = tx.execute(
@@ -199,8 +211,7 @@ class _Batch:
             ).fetchall()
             due_dates.update(((inv, int(inst)), due) for inv, inst, due in rows)
         for currency, kind, inv, inst, effective, amount in self.unplaced:
-            i = fresh.get((inv, inst))
-            grid[(currency, kind, due_dates[(inv, inst)] if i is None else installments[i + 5], effective)] += amount
+            grid[(currency, kind, due_dates[(inv, inst)], effective)] += amount
 
     def customer_version(self, row: list[Any]) -> None:
         self.customer_versions.append((row[0], row[8], row[9], row[2], row[4], row[5], row[6]))
@@ -299,9 +310,16 @@ def _payment_allocated(b: _Batch, env: Envelope, e: ev.PaymentAllocated) -> None
     invoice, installment = e.invoice_number, e.installment
     b.movements.extend((position, 0, recorded, customer, currency, invoice, installment, "allocated", day, amount, e.payment_id,
                         position, 1, recorded, customer, currency, None, None, "cash_allocated", day, amount, e.payment_id))
-    b.open_deltas[(invoice, installment)] += amount
-    b.unplaced.append((currency, "allocated", invoice, installment, day, amount))
-    b.grid[(currency, "cash_allocated", "", day)] += amount
+    grid = b.grid
+    grid[(currency, "cash_allocated", "", day)] += amount
+    i = b.fresh.get((invoice, installment))  # b.item_moved, inlined
+    if i is None:
+        b.open_deltas[(invoice, installment)] += amount
+        b.unplaced.append((currency, "allocated", invoice, installment, day, amount))
+    else:
+        installments = b.installments
+        installments[i + 7] += amount
+        grid[(currency, "allocated", installments[i + 5], day)] += amount
 
 
 def _payment_reversed(b: _Batch, env: Envelope, e: ev.PaymentReversed) -> None:
@@ -427,12 +445,8 @@ class ArItemsProjection(Projection):
                 handler(rows, env, event)
             elif isinstance(event, ev.CustomerUpdated | ev.PaymentTermsSet):
                 _customer_changed(tx, rows, env, event)
-        deltas = rows.open_deltas
-        installments = rows.installments
-        if deltas and installments:  # payments of invoices issued in this very batch: open amount set on insert
-            fresh = rows.fresh
-            for key in [key for key in deltas if key in fresh]:
-                installments[fresh[key] + 7] += deltas.pop(key)  # open_minor
+        # (movements of installments issued in this batch are already in their rows: ``item_moved``)
+        deltas, installments = rows.open_deltas, rows.installments
         tx.executemany(_UPSERT_CUSTOMER, list(map(tuple, rows.customers.values())))
         tx.insert_flat(_INSERT_INSTALLMENTS, installments, _INSTALLMENT_WIDTH)
         tx.insert_flat(_INSERT_MOVEMENTS, rows.movements, _MOVEMENT_WIDTH)
