@@ -279,11 +279,16 @@ _VIEWS: dict[type, type] = {
 def _invoice(b: _Batch, env: Envelope, e: ev.InvoiceIssued) -> None:
     # the busiest events build their rows inline (same rows as ``_Batch.move``): a rebuild
     # replays millions of them
-    position, recorded, customer, currency, number = env.position, _iso(e.recorded_at), e.customer_id, e.currency, e.invoice_number
-    issued = _day(e.issue_date)
+    position, recorded, customer, currency, number = env.position, e.recorded_at, e.customer_id, e.currency, e.invoice_number
+    recorded = recorded[:-1] + "+00:00" if recorded.__class__ is str and recorded[-1] == "Z" else _iso(recorded)  # _iso inlined
+    issued = e.issue_date
+    if issued.__class__ is not str:
+        issued = issued.isoformat()
     grid, fresh, installments, movements, seq = b.grid, b.fresh, b.installments, b.movements, 0
     for inst in e.installments:
-        n, due, amount = inst.number, _day(inst.due_date), inst.amount_minor
+        n, due, amount = inst.number, inst.due_date, inst.amount_minor
+        if due.__class__ is not str:
+            due = due.isoformat()
         fresh[(number, n)] = len(installments)
         installments.extend((number, n, customer, currency, issued, due, amount, amount, position, recorded))
         movements.extend((position, seq, recorded, customer, currency, number, n, "invoiced", issued, amount, number))
@@ -299,14 +304,20 @@ def _credit_note(b: _Batch, env: Envelope, e: ev.CreditNoteIssued) -> None:
 
 
 def _payment_received(b: _Batch, env: Envelope, e: ev.PaymentReceived) -> None:
-    day = _day(e.value_date)
-    b.movements.extend((env.position, 0, _iso(e.recorded_at), e.customer_id, e.currency, None, None, "cash_received", day,
+    day, recorded = e.value_date, e.recorded_at
+    if day.__class__ is not str:
+        day = day.isoformat()
+    recorded = recorded[:-1] + "+00:00" if recorded.__class__ is str and recorded[-1] == "Z" else _iso(recorded)
+    b.movements.extend((env.position, 0, recorded, e.customer_id, e.currency, None, None, "cash_received", day,
                         e.amount_minor, e.payment_id))
     b.grid[(e.currency, "cash_received", "", day)] += e.amount_minor
 
 
 def _payment_allocated(b: _Batch, env: Envelope, e: ev.PaymentAllocated) -> None:
-    position, recorded, customer, currency, day, amount = env.position, _iso(e.recorded_at), e.customer_id, e.currency, _day(e.value_date), -e.amount_minor
+    position, recorded, customer, currency, day, amount = env.position, e.recorded_at, e.customer_id, e.currency, e.value_date, -e.amount_minor
+    recorded = recorded[:-1] + "+00:00" if recorded.__class__ is str and recorded[-1] == "Z" else _iso(recorded)
+    if day.__class__ is not str:
+        day = day.isoformat()
     invoice, installment = e.invoice_number, e.installment
     b.movements.extend((position, 0, recorded, customer, currency, invoice, installment, "allocated", day, amount, e.payment_id,
                         position, 1, recorded, customer, currency, None, None, "cash_allocated", day, amount, e.payment_id))
