@@ -416,6 +416,9 @@ class ArItemsProjection(Projection):
     version = 4  # 2: aging grid and customer versions; 3: ar_promises; 4: partial indexes by invoice and by open due date
     #: Rows depend only on each customer's own public events, in order: Kafka workers may build it.
     per_customer = True
+    #: The heaviest view to rebuild (3.5M events: ~20 CPU-s against ~15 for the audit
+    #: trail, the next): alone on its worker, the light collections views go with the trail.
+    rebuild_weight = 1.3
     event_types = (*_HANDLERS, ev.CustomerUpdated, ev.PaymentTermsSet)
     indexes = _INDEXES
     decode_as = _VIEWS
