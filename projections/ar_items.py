@@ -104,7 +104,7 @@ _INDEXES = (
     # partial: only the worklist reads by due date, and only open items (``open_minor > 0``,
     # the same term in its query); settled installments, most of a mature ledger, stay out
     "CREATE INDEX IF NOT EXISTS ar_installments_open_due ON ar_installments (due_date) WHERE open_minor > 0",
-    # partial: cash rows (a payment's receipt and its consumption, 2 of every 5 movements)
+    # partial: cash rows (a payment's receipt and each use of it; 2 of 5 movements in the benchmark)
     # have no invoice, and every query by invoice names one (``invoice_number = ?``/``IN``
     # or a join on it, which SQLite takes as implying ``IS NOT NULL``)
     "CREATE INDEX IF NOT EXISTS ar_movements_invoice ON ar_movements (invoice_number, installment)"
