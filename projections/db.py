@@ -42,21 +42,25 @@ class Tx:
         to ``per_statement`` to an INSERT (within the build's limit on bound variables):
         a quarter cheaper per row than one statement step each, and bulk rebuilds write
         millions; elsewhere one executemany."""
-        if not rows:
+        if rows:
+            self.insert_flat(head, list(chain.from_iterable(rows)), len(rows[0]), per_statement)
+
+    def insert_flat(self, head: str, values: Sequence[Any], width: int, per_statement: int = 100) -> None:
+        """:meth:`insert_many` of rows given flat: ``width`` values a row, one row after
+        another (a caller building millions of rows saves a tuple per row)."""
+        count = len(values) // width
+        if not count:
             return
-        width = len(rows[0])
         one = "(" + ", ".join("?" * width) + ")"
         if self.db.dialect == "sqlite":
             per_statement = min(per_statement, self.db.max_variables // width)
-        if self.db.dialect != "sqlite" or len(rows) < per_statement or per_statement < 2:
-            self.executemany(f"{head} {one}", rows)
-            return
-        full = len(rows) - len(rows) % per_statement
-        flat = list(chain.from_iterable(rows[:full]))
-        step = per_statement * width
-        self.cursor.executemany(f"{head} {', '.join([one] * per_statement)}", [flat[i:i + step] for i in range(0, full * width, step)])
-        if full < len(rows):
-            self.cursor.executemany(f"{head} {one}", rows[full:])
+        full = count - count % per_statement if self.db.dialect == "sqlite" and per_statement >= 2 else 0
+        if full:
+            step = per_statement * width
+            self.cursor.executemany(f"{head} {', '.join([one] * per_statement)}",
+                                    [values[i:i + step] for i in range(0, full * width, step)])
+        if full < count:
+            self.executemany(f"{head} {one}", [values[i:i + width] for i in range(full * width, count * width, width)])
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.cursor.fetchall()]

@@ -239,6 +239,7 @@ def rebuild_sqlite(db: ViewDatabase, jobs: Sequence[GroupJob], *, versions: dict
     cpu = _cpu_seconds()
     head = jobs[0].head
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    _release_memory(db)
     running = []
     try:
         for job in jobs:
@@ -272,6 +273,20 @@ def rebuild_sqlite(db: ViewDatabase, jobs: Sequence[GroupJob], *, versions: dict
     return RebuildReport(head=head, applied=applied, seconds=time.perf_counter() - started, build_seconds=build_seconds,
                          swap_seconds=swap_seconds, swap_phases=swap_phases, workers=len(jobs), peak_rss_mb=peaks,
                          cpu_seconds=sum(cpus.values()), process_cpu_seconds=cpus)
+
+
+def _release_memory(db: ViewDatabase) -> None:
+    """Hand the view connection's page cache back to the OS before forking the workers.
+    Forked children count the pages they inherit in their resident memory: after a set-up
+    that dropped a changed view (64 MB of cache filled), each worker started ~64 MB
+    heavier and the summed peak of a rebuild rose from ~340 to ~430 MB."""
+    db.conn.execute("PRAGMA shrink_memory")
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed heap pages otherwise
+    except (OSError, AttributeError):  # pragma: no cover - not glibc: the pages stay, as before
+        pass
 
 
 def _collect(running: list[Any], head: int, progress: Callable[[int, int], None] | None) -> list[GroupResult]:
