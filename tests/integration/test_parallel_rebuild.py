@@ -30,6 +30,19 @@ from tests.integration.test_reports_exactly_once import ledger
 _OWN = {"stored_events", "stored_snapshots", "projection_positions"}
 
 
+@pytest.fixture
+def file_store(tmp_path):
+    """(url, app, view database) on one SQLite file: the parallel rebuild's own ground."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    app = bootstrap(Settings.from_env({}, database_url=url), clock=FakeClock(), configure_logs=False)
+    db = ViewDatabase(url)
+    try:
+        yield url, app, db
+    finally:
+        db.close()
+        app.close()
+
+
 def views(db: ViewDatabase) -> dict[str, list[tuple]]:
     """Every view table's rows (order-free) and every projection's position."""
     if db.dialect == "sqlite":
@@ -99,25 +112,19 @@ class FailingArItems(ArItemsProjection):
 
 
 @pytest.mark.parametrize("where", ["build", "swap"])
-def test_a_failed_rebuild_leaves_the_old_views(tmp_path, where):
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    app = bootstrap(Settings.from_env({}, database_url=url), clock=FakeClock(), configure_logs=False)
-    db = ViewDatabase(url)
-    try:
-        ledger(app, customers=3, invoices=12)
-        live = ProjectionRunner(app.store, db, all_projections())
-        live.setup()
-        live.catch_up()
-        app.ledger.execute(c.RegisterCustomer(customer_id="NEW", name="New", currency="EUR"), actor="s")
-        before = views(db)
-        projections = [p if p.name != "ar_items" else FailingArItems(where) for p in all_projections()]
-        with pytest.raises((RebuildFailed, RuntimeError)):
-            ProjectionRunner(app.store, db, projections).rebuild_all(workers=1)
-        assert views(db) == before
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".arledger-rebuild-")]
-    finally:
-        db.close()
-        app.close()
+def test_a_failed_rebuild_leaves_the_old_views(tmp_path, file_store, where):
+    _, app, db = file_store
+    ledger(app, customers=3, invoices=12)
+    live = ProjectionRunner(app.store, db, all_projections())
+    live.setup()
+    live.catch_up()
+    app.ledger.execute(c.RegisterCustomer(customer_id="NEW", name="New", currency="EUR"), actor="s")
+    before = views(db)
+    projections = [p if p.name != "ar_items" else FailingArItems(where) for p in all_projections()]
+    with pytest.raises((RebuildFailed, RuntimeError)):
+        ProjectionRunner(app.store, db, projections).rebuild_all(workers=1)
+    assert views(db) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".arledger-rebuild-")]
 
 
 # A rebuild slowed down in one phase, in its own process, so that the test can SIGKILL it there.
@@ -179,50 +186,44 @@ def _marked(marker: str) -> list[int]:
 
 
 @pytest.mark.parametrize("phase", ["build", "swap"])
-def test_sigkill_during_the_rebuild_leaves_the_old_views_or_the_new(tmp_path, phase):
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    app = bootstrap(Settings.from_env({}, database_url=url), clock=FakeClock(), configure_logs=False)
-    db = ViewDatabase(url)
-    try:
-        ledger(app, customers=5, invoices=150)
-        live = ProjectionRunner(app.store, db, all_projections())
-        live.setup()
-        live.catch_up()
-        for n in range(5):  # the rebuild has more to do than the views hold
-            app.ledger.execute(c.RegisterCustomer(customer_id=f"N{n}", name="N", currency="EUR"), actor="s")
-        old = views(db)
-        marker = f"rebuild-test-{os.getpid()}-{phase}-{time.monotonic_ns()}"
-        child = subprocess.Popen([sys.executable, "-c", _SLOW_REBUILD, url, phase, marker], stdout=subprocess.PIPE,
-                                 text=True, env={**os.environ, "ARLEDGER_LOG_LEVEL": "WARNING"})
-        wanted = "building" if phase == "build" else "swapping"
-        assert child.stdout is not None
-        for line in child.stdout:
-            if line.strip() == wanted:
-                break
-        time.sleep(0.2 if phase == "swap" else 0.3)  # inside the slowed-down phase
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        deadline = time.monotonic() + 20  # orphaned workers notice their parent is gone and stop
-        while _marked(marker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _marked(marker)
-        assert db.query("PRAGMA integrity_check") == [("ok",)]
-        assert views(db) == old  # the kill landed before the COMMIT: nothing of the new views shows
-        # the next rebuild removes the killed one's scratch files and completes
-        report = ProjectionRunner(app.store, db, all_projections()).rebuild_all()
-        assert report.head == app.store.max_position()
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".arledger-rebuild-")]
-        reference = ViewDatabase(f"sqlite:///{tmp_path / 'reference.sqlite'}")
-        try:  # the live runner from zero, into a database of its own
-            fresh = ProjectionRunner(app.store, reference, all_projections(), batch_size=9)
-            fresh.setup()
-            fresh.catch_up()
-            assert views(reference) == views(db)
-        finally:
-            reference.close()
+def test_sigkill_during_the_rebuild_leaves_the_old_views_or_the_new(tmp_path, file_store, phase):
+    url, app, db = file_store
+    ledger(app, customers=5, invoices=150)
+    live = ProjectionRunner(app.store, db, all_projections())
+    live.setup()
+    live.catch_up()
+    for n in range(5):  # the rebuild has more to do than the views hold
+        app.ledger.execute(c.RegisterCustomer(customer_id=f"N{n}", name="N", currency="EUR"), actor="s")
+    old = views(db)
+    marker = f"rebuild-test-{os.getpid()}-{phase}-{time.monotonic_ns()}"
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_REBUILD, url, phase, marker], stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "ARLEDGER_LOG_LEVEL": "WARNING"})
+    wanted = "building" if phase == "build" else "swapping"
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.strip() == wanted:
+            break
+    time.sleep(0.2 if phase == "swap" else 0.3)  # inside the slowed-down phase
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 20  # orphaned workers notice their parent is gone and stop
+    while _marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _marked(marker)
+    assert db.query("PRAGMA integrity_check") == [("ok",)]
+    assert views(db) == old  # the kill landed before the COMMIT: nothing of the new views shows
+    # the next rebuild removes the killed one's scratch files and completes
+    report = ProjectionRunner(app.store, db, all_projections()).rebuild_all()
+    assert report.head == app.store.max_position()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".arledger-rebuild-")]
+    reference = ViewDatabase(f"sqlite:///{tmp_path / 'reference.sqlite'}")
+    try:  # the live runner from zero, into a database of its own
+        fresh = ProjectionRunner(app.store, reference, all_projections(), batch_size=9)
+        fresh.setup()
+        fresh.catch_up()
+        assert views(reference) == views(db)
     finally:
-        db.close()
-        app.close()
+        reference.close()
 
 
 def test_groups_are_balanced_by_rebuild_weight():
@@ -252,31 +253,19 @@ def test_scratch_directories_of_dead_rebuilds_are_removed(tmp_path):
     assert not stale.exists() and alive.exists()
 
 
-def test_rebuilding_an_empty_store(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    app = bootstrap(Settings.from_env({}, database_url=url), clock=FakeClock(), configure_logs=False)
-    db = ViewDatabase(url)
-    try:
-        runner = ProjectionRunner(app.store, db, all_projections())
-        runner.setup()
-        report = runner.rebuild_all()
-        assert report.head == 0 and set(report.applied.values()) == {0}
-        assert {runner.position(p) for p in runner.projections} == {0}
-        assert db.query("SELECT COUNT(*) FROM ar_movements") == [(0,)]
-    finally:
-        db.close()
-        app.close()
+def test_rebuilding_an_empty_store(file_store):
+    _, app, db = file_store
+    runner = ProjectionRunner(app.store, db, all_projections())
+    runner.setup()
+    report = runner.rebuild_all()
+    assert report.head == 0 and set(report.applied.values()) == {0}
+    assert {runner.position(p) for p in runner.projections} == {0}
+    assert db.query("SELECT COUNT(*) FROM ar_movements") == [(0,)]
 
 
-def test_rebuild_without_set_up_creates_the_positions(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    app = bootstrap(Settings.from_env({}, database_url=url), clock=FakeClock(), configure_logs=False)
-    db = ViewDatabase(url)
-    try:
-        ledger(app, customers=2, invoices=4)
-        runner = ProjectionRunner(app.store, db, all_projections())
-        report = runner.rebuild_all()  # no setup() before: a fresh view database
-        assert {runner.position(p) for p in runner.projections} == {report.head} == {app.store.max_position()}
-    finally:
-        db.close()
-        app.close()
+def test_rebuild_without_set_up_creates_the_positions(file_store):
+    _, app, db = file_store
+    ledger(app, customers=2, invoices=4)
+    runner = ProjectionRunner(app.store, db, all_projections())
+    report = runner.rebuild_all()  # no setup() before: a fresh view database
+    assert {runner.position(p) for p in runner.projections} == {report.head} == {app.store.max_position()}
